@@ -251,8 +251,9 @@ def _build_upsampling_block(upsampling_block, case: Case):
     contractive = keras.Input(case.input_shapes[1])
     result, problem = _call("upsampling_block", upsampling_block, expansive, contractive, **case.kwargs)
     if problem:
-        if "concatenate" in problem.lower() or "Concatenate" in problem:
-            problem += " \u2014 concatenate [up, contractive_input] on axis=3; the shapes must agree except on channels"
+        if "concatenat" in problem.lower():
+            problem += (" \u2014 the two tensors must agree in height and width: the transposed convolution"
+                        " needs strides=2 and padding='same', and concatenate joins them on axis=3")
         return None, [problem]
     if not _is_tensor(result):
         return None, [f"upsampling_block must return one Keras tensor, not {type(result).__name__}"]
@@ -263,6 +264,9 @@ def _build_unet_model(unet_model, case: Case):
     with reference_blocks(unet_model):
         result, problem = _call("unet_model", unet_model, **case.kwargs)
     if problem:
+        if "concatenat" in problem.lower():
+            problem += (" \u2014 each upsampling block needs the previous block's output and the skip connection"
+                        " (index 1) of the encoder block at the same resolution")
         return None, [problem]
     if not isinstance(result, keras.Model):
         return None, [f"unet_model must return a tf.keras.Model, not {type(result).__name__}"]
@@ -448,3 +452,14 @@ def assert_passes(kind: str, function, hidden: bool = False) -> None:
         count = len(problems)
         raise GradingFailure(f"{kind}: {count} problem{'s' if count > 1 else ''}:\n" + "\n".join(f"  - {p}" for p in problems))
     print("\033[92mAll tests passed\033[0m" if not hidden else "\033[92mAll hidden checks passed\033[0m")
+
+
+def assert_runs(kind: str, function) -> None:
+    """The visible half of a hidden test cell: the function must at least build its block."""
+    if not callable(function):
+        raise GradingFailure(f"{kind} is not a function (got {type(function).__name__}); run its cell first")
+    build = _BUILDERS[kind][0]
+    keras.backend.clear_session()
+    _, problems = build(function, PUBLIC_CASES[kind][0])
+    if problems:
+        raise GradingFailure(f"{kind} must run before the hidden tests can check it: {problems[0]}")

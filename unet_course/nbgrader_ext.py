@@ -63,3 +63,11 @@ class StubSolutions(ClearSolutions):
             cell.source, replaced_by_stub = replace_solutions_with_stubs(cell.source)
         replaced = super()._replace_solution_region(cell, language)
         return replaced or replaced_by_stub
+
+
+def generate_assignment_preprocessors() -> list:
+    """nbgrader's GenerateAssignment pipeline with ClearSolutions swapped for StubSolutions."""
+    from nbgrader.converters import GenerateAssignment
+
+    default = GenerateAssignment.class_traits()["preprocessors"].make_dynamic_default()
+    return [StubSolutions if step is ClearSolutions else step for step in default]

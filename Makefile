@@ -1,0 +1,20 @@
+# The two commands of the README: `make demo` runs the course on the embedded data,
+# `make test` runs every test. Both create/reuse .venv first.
+PY := .venv/bin/python
+
+.PHONY: demo test venv release refresh-notebooks clean
+
+venv:
+	@bash tools/ensure-venv.sh
+
+demo: venv
+	$(PY) -m unet_course.demo
+
+test: venv
+	$(PY) -m pytest
+
+release: venv  ## regenerate the student release from solutions/
+	$(PY) -m unet_course.instructor release
+
+clean:  ## remove nbgrader working folders and the gradebook (not .venv, not data/)
+	rm -rf submitted autograded feedback gradebook.db grades.csv runs

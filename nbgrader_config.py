@@ -1,0 +1,23 @@
+"""nbgrader configuration for the course (see nbgrader's docs: user_guide/philosophy).
+
+The course root is this folder: ``solutions/`` is nbgrader's source, ``assignments/`` its release
+(committed, so students can just clone and open it); ``submitted/``, ``autograded/``,
+``feedback/`` and ``gradebook.db`` are created here by the instructor commands and git-ignored.
+"""
+
+import os
+
+from unet_course.nbgrader_ext import generate_assignment_preprocessors
+
+c = get_config()  # noqa: F821 - provided by nbgrader when it loads this file
+
+c.CourseDirectory.root = os.path.dirname(os.path.abspath(__file__))
+c.CourseDirectory.course_id = "unet-segmentation"
+c.CourseDirectory.source_directory = "solutions"
+c.CourseDirectory.release_directory = "assignments"
+
+# Students see the seed's `None` placeholders (### BEGIN STUB blocks), not NotImplementedError.
+c.GenerateAssignment.preprocessors = generate_assignment_preprocessors()
+
+# Grading builds a few U-Nets: seconds per cell, but leave room for a slow laptop.
+c.ExecutePreprocessor.timeout = 120

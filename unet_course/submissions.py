@@ -1,0 +1,144 @@
+"""Make student submissions from the release: solved, partly solved, or with one typical mistake.
+
+The demo autogrades these examples and the tests grade every mistake through the real nbgrader
+course, so each entry of :data:`MISTAKES` is a promise: this error loses points in this exercise,
+and the feedback says so in words containing ``keyword``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+
+from unet_course.nbgrader_ext import BEGIN_STUB, END_STUB
+
+ASSIGNMENT = "unet_segmentation"
+NOTEBOOK = f"{ASSIGNMENT}.ipynb"
+EXERCISES = {"conv_block": "UNQ_C1", "upsampling_block": "UNQ_C2", "unet_model": "UNQ_C3"}
+
+
+@dataclass(frozen=True)
+class Mistake:
+    """A plausible student error, as a text edit of one exercise's solution."""
+
+    exercise: str  # the grade_id of the solution cell it edits
+    description: str
+    edits: tuple[tuple[str, str], ...]  # (old, new) replacements; each old text must occur
+    keyword: str  # a word the feedback must contain to count as naming the mistake
+
+
+MISTAKES = {
+    "hardcoded_filters": Mistake("conv_block", "n_filters hard-coded to 32",
+                                 (("Conv2D(n_filters, 3", "Conv2D(32, 3"),), "filters"),
+    "kernel_size_2": Mistake("conv_block", "kernel size 2 instead of 3",
+                             (("Conv2D(n_filters, 3", "Conv2D(n_filters, 2"),), "kernel size"),
+    "no_he_normal": Mistake("conv_block", "kernel_initializer left out",
+                            ((', kernel_initializer="he_normal")', ")"),), "he_normal"),
+    "dropout_always": Mistake("conv_block", "Dropout added even when dropout_prob is 0",
+                              (("    if dropout_prob > 0:\n        conv = Dropout", "    conv = Dropout"),), "Dropout"),
+    "pooling_ignores_flag": Mistake(
+        "conv_block", "max pooling applied even when max_pooling is False",
+        (("    if max_pooling:\n        next_layer = MaxPooling2D(pool_size=(2, 2))(conv)\n    else:\n        next_layer = conv",
+          "    next_layer = MaxPooling2D(pool_size=(2, 2))(conv)"),), "max_pooling"),
+    "pooled_skip": Mistake("conv_block", "the pooled tensor returned as the skip connection",
+                           (("    skip_connection = conv", "    skip_connection = next_layer"),), "skip connection"),
+    "concat_wrong_axis": Mistake("upsampling_block", "concatenation on axis 1 instead of the channel axis",
+                                 (("axis=3", "axis=1"),), "axis=3"),
+    "concat_order": Mistake("upsampling_block", "[contractive_input, up] instead of [up, contractive_input]",
+                            (("[up, contractive_input]", "[contractive_input, up]"),), "concatenation order"),
+    "transpose_kernel_2": Mistake("upsampling_block", "transposed convolution with a 2x2 kernel",
+                                  (("Conv2DTranspose(n_filters, 3", "Conv2DTranspose(n_filters, 2"),), "kernel size"),
+    "transpose_stride_1": Mistake("upsampling_block", "transposed convolution with stride 1",
+                                  (("strides=(2, 2)", "strides=(1, 1)"),), "strides"),
+    "upsampling_no_relu": Mistake("upsampling_block", "no activation on the convolutions after the merge",
+                                  (('(n_filters, 3, activation="relu", padding="same", kernel_initializer="he_normal")(merge)',
+                                    '(n_filters, 3, padding="same", kernel_initializer="he_normal")(merge)'),), "relu"),
+    "softmax_output": Mistake("unet_model", "softmax on the last layer instead of logits",
+                              (('Conv2D(n_classes, 1, padding="same")', 'Conv2D(n_classes, 1, padding="same", activation="softmax")'),),
+                              "logits"),
+    "wrong_skip": Mistake("unet_model", "decoder block 7 fed block 3's pooled output instead of its skip connection",
+                          (("upsampling_block(ublock6, cblock3[1]", "upsampling_block(ublock6, cblock3[0]"),), "skip connection"),
+    "dropout_wrong_block": Mistake(
+        "unet_model", "dropout on block 3 instead of block 4",
+        (("conv_block(cblock2[0], n_filters * 4)", "conv_block(cblock2[0], n_filters * 4, dropout_prob=0.3)"),
+         ("conv_block(cblock3[0], n_filters * 8, dropout_prob=0.3)", "conv_block(cblock3[0], n_filters * 8)")), "Dropout"),
+    "decoder_filters": Mistake("unet_model", "first decoder block with n_filters * 16",
+                               (("upsampling_block(cblock5[0], cblock4[1], n_filters * 8)",
+                                 "upsampling_block(cblock5[0], cblock4[1], n_filters * 16)"),), "filters"),
+    "no_extra_conv": Mistake(
+        "unet_model", "the extra 3x3 convolution before the output left out",
+        (('    conv9 = Conv2D(n_filters, 3, activation="relu", padding="same", kernel_initializer="he_normal")(ublock9)\n', ""),
+         ("(conv9)", "(ublock9)")), "Conv2D"),
+}
+
+
+def solution_code(source: str) -> str:
+    """The code a student who solved the cell would have: solution kept, markers and stubs removed."""
+    lines, out, in_stub = source.split("\n"), [], False
+    for line in lines:
+        if BEGIN_STUB in line:
+            in_stub = True
+        elif END_STUB in line:
+            in_stub = False
+        elif not in_stub and "### BEGIN SOLUTION" not in line and "### END SOLUTION" not in line:
+            out.append(line)
+    return "\n".join(out)
+
+
+def apply_mistake(code: str, mistake: Mistake) -> str:
+    """Apply a mistake's edits; fail loudly if the solution no longer contains the text to edit."""
+    for old, new in mistake.edits:
+        if old not in code:
+            raise ValueError(f"mistake {mistake.description!r}: text not found in the solution: {old!r}")
+        code = code.replace(old, new)
+    return code
+
+
+def _grade_id(cell) -> str | None:
+    return cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+
+
+def make_submission(release_notebook: Path, source_notebook: Path, solved=tuple(EXERCISES), mistakes=()) -> nbformat.NotebookNode:
+    """A release notebook with the ``solved`` exercises filled in from the source, plus ``mistakes``."""
+    release = nbformat.read(str(release_notebook), as_version=4)
+    source = nbformat.read(str(source_notebook), as_version=4)
+    solutions = {_grade_id(cell): solution_code(cell.source) for cell in source.cells if _grade_id(cell) in EXERCISES}
+    for name in mistakes:
+        mistake = MISTAKES[name]
+        solutions[mistake.exercise] = apply_mistake(solutions[mistake.exercise], mistake)
+    for cell in release.cells:
+        grade_id = _grade_id(cell)
+        if grade_id in solved:
+            cell.source = solutions[grade_id]
+    return release
+
+
+# Example submissions the demo autogrades: (student id, what they solved, their mistakes).
+EXAMPLE_STUDENTS = (
+    ("alice_correct", tuple(EXERCISES), ()),
+    ("bob_partial", ("conv_block", "upsampling_block"), ()),
+    ("carol_empty", (), ()),
+    ("dave_kernel_size", tuple(EXERCISES), ("kernel_size_2",)),
+    ("erin_concat_order", tuple(EXERCISES), ("concat_order",)),
+    ("frank_softmax", tuple(EXERCISES), ("softmax_output",)),
+)
+
+
+def write_submission(notebook: nbformat.NotebookNode, submitted_dir: Path, student: str) -> Path:
+    """Save a notebook where ``nbgrader autograde`` looks for it."""
+    path = Path(submitted_dir) / student / ASSIGNMENT / NOTEBOOK
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(notebook, str(path))
+    return path
+
+
+def write_examples(course_root: Path) -> list[str]:
+    """Write the example submissions into ``course_root/submitted``; return the student ids."""
+    course_root = Path(course_root)
+    release = course_root / "assignments" / ASSIGNMENT / NOTEBOOK
+    source = course_root / "solutions" / ASSIGNMENT / NOTEBOOK
+    for student, solved, mistakes in EXAMPLE_STUDENTS:
+        write_submission(make_submission(release, source, solved, mistakes), course_root / "submitted", student)
+    return [student for student, _, _ in EXAMPLE_STUDENTS]
