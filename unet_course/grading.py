@@ -131,7 +131,10 @@ def _activation_hint(expected: str) -> str:
 
 
 def _field_problem(index: int, actual: LayerInfo, name: str, got, want, filters_hint: str) -> str:
-    where = f"layer {index} is {actual.kind} with {name.replace('_', ' ')} {got!r}; expected {want!r}"
+    if name == "filters":
+        where = f"layer {index} is {actual.kind} with {got} filters; expected {want}"
+    else:
+        where = f"layer {index} is {actual.kind} with {name.replace('_', ' ')} {got!r}; expected {want!r}"
     if name == "activation":
         hint = _activation_hint(want)
     else:

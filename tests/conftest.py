@@ -1,0 +1,39 @@
+"""Shared fixtures: the repository, the real data beside it, and throw-away nbgrader courses."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = (ROOT.parent / "shared" / "data").resolve()
+SOURCE_NOTEBOOK = ROOT / "solutions" / "unet_segmentation" / "unet_segmentation.ipynb"
+RELEASE_NOTEBOOK = ROOT / "assignments" / "unet_segmentation" / "unet_segmentation.ipynb"
+
+
+def shared_data(name: str) -> Path:
+    """Path to a real dataset in ../shared/data, or skip the test with the reason."""
+    path = SHARED_DATA / name
+    if not path.is_dir():
+        pytest.skip(f"real data not available: {path} is absent (only maintainers' machines and CI have it)")
+    return path
+
+
+@pytest.fixture
+def make_course(tmp_path):
+    """A fresh copy of the course (config, solutions, release) in a temp folder, with its own gradebook."""
+
+    def make(name: str = "course") -> Path:
+        course = tmp_path / name
+        course.mkdir()
+        shutil.copy(ROOT / "nbgrader_config.py", course)
+        shutil.copytree(ROOT / "solutions", course / "solutions")
+        shutil.copytree(ROOT / "assignments", course / "assignments")
+        return course
+
+    return make

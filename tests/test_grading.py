@@ -1,0 +1,109 @@
+"""The grading checks, in-process: every catalogued mistake is caught and named, once."""
+
+from __future__ import annotations
+
+import keras
+import nbformat
+import pytest
+
+from unet_course import grading, unet
+from unet_course.submissions import EXERCISES, MISTAKES, apply_mistake, solution_code
+
+from conftest import RELEASE_NOTEBOOK, SOURCE_NOTEBOOK
+
+IMPORTS = ("import tensorflow as tf\nfrom tensorflow.keras.layers import Conv2D, Conv2DTranspose, Dropout, Input, "
+           "MaxPooling2D, concatenate\n")
+
+
+def _cells(path, transform=lambda source: source) -> dict:
+    notebook = nbformat.read(str(path), as_version=4)
+    return {cell.metadata["nbgrader"]["grade_id"]: transform(cell.source)
+            for cell in notebook.cells if cell.metadata.get("nbgrader", {}).get("grade_id") in EXERCISES}
+
+
+def namespace_with(mistake=None, release=False) -> dict:
+    cells = _cells(RELEASE_NOTEBOOK) if release else _cells(SOURCE_NOTEBOOK, solution_code)
+    if mistake:
+        cells[mistake.exercise] = apply_mistake(cells[mistake.exercise], mistake)
+    namespace: dict = {}
+    exec(IMPORTS, namespace)
+    for source in cells.values():
+        exec(source, namespace)
+    return namespace
+
+
+def all_problems(kind, function) -> list[str]:
+    keras.backend.clear_session()
+    problems = grading.check(kind, function, grading.PUBLIC_CASES[kind], verbose=False)
+    return problems + grading.check(kind, function, grading.HIDDEN_CASES[kind], numeric=True, verbose=False)
+
+
+@pytest.mark.parametrize("name", sorted(MISTAKES))
+def test_each_mistake_is_caught_and_named(name):
+    mistake = MISTAKES[name]
+    namespace = namespace_with(mistake)
+    problems = all_problems(mistake.exercise, namespace[mistake.exercise])
+    assert problems, f"{mistake.description} was not caught"
+    assert any(mistake.keyword.lower() in p.lower() for p in problems), problems
+
+
+@pytest.mark.parametrize("name", sorted(n for n, m in MISTAKES.items() if m.exercise != "unet_model"))
+def test_block_mistakes_do_not_cost_unet_model_points(name):
+    namespace = namespace_with(MISTAKES[name])
+    keras.backend.clear_session()
+    assert grading.check("unet_model", namespace["unet_model"], grading.PUBLIC_CASES["unet_model"], verbose=False) == []
+
+
+def test_unfilled_stubs_give_one_friendly_message(capsys):
+    namespace = namespace_with(release=True)
+    for kind in EXERCISES:
+        with pytest.raises(grading.GradingFailure) as failure:
+            grading.assert_passes(kind, namespace[kind])
+        message = str(failure.value)
+        assert message.count("\n  - ") == 1, message  # one problem, not one per case
+        assert "not finished yet" in message and "START CODE HERE" in message
+        with pytest.raises(grading.GradingFailure):
+            grading.assert_runs(kind, namespace[kind])
+
+
+def test_reference_blocks_are_restored_after_the_check():
+    namespace = namespace_with()
+    original = namespace["conv_block"]
+    grading.check("unet_model", namespace["unet_model"], grading.PUBLIC_CASES["unet_model"], verbose=False)
+    assert namespace["conv_block"] is original
+
+
+def test_objects_that_claim_equality_do_not_pass():
+    class AlwaysEqual:
+        def __eq__(self, other):
+            return True
+
+        shape = (None, 96, 128, 32)
+
+    def cheating_conv_block(inputs=None, n_filters=32, dropout_prob=0, max_pooling=True):
+        return AlwaysEqual(), AlwaysEqual()
+
+    def cheating_unet_model(input_size=(96, 128, 3), n_filters=32, n_classes=23):
+        return AlwaysEqual()
+
+    assert grading.check("conv_block", cheating_conv_block, grading.PUBLIC_CASES["conv_block"], verbose=False)
+    assert grading.check("unet_model", cheating_unet_model, grading.PUBLIC_CASES["unet_model"], verbose=False)
+
+
+def test_every_mismatch_is_listed_with_a_hint():
+    def wrong(inputs=None, n_filters=32, dropout_prob=0, max_pooling=True):
+        conv = keras.layers.Conv2D(16, 2, activation="tanh", padding="valid")(inputs)
+        conv = keras.layers.Conv2D(n_filters, 3, activation="relu", padding="same", kernel_initializer="he_normal")(conv)
+        return conv, conv
+
+    problems = grading.check("conv_block", wrong, grading.PUBLIC_CASES["conv_block"][:1], verbose=False)
+    text = "\n".join(problems)
+    for expected in ("16 filters", "did you pass n_filters", "kernel size", "padding='same'", "activation='relu'",
+                     "he_normal", "missing layer: MaxPooling2D"):
+        assert expected.lower() in text.lower() or expected in text, (expected, text)
+
+
+def test_reference_matches_itself_numerically():
+    keras.backend.clear_session()
+    a, b = unet.unet_model((32, 48, 3), 4, 5), unet.unet_model((32, 48, 3), 4, 5)
+    assert grading.outputs_match(a, b) is True
