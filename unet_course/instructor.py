@@ -33,7 +33,9 @@ class InstructorError(RuntimeError):
 
 def nbgrader(course: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     """Run the real nbgrader CLI in the course folder."""
-    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    # nbgrader runs `alembic` (gradebook migrations) from PATH: put this environment's scripts first.
+    scripts = str(Path(sys.executable).parent)
+    env = dict(os.environ, PYTHONWARNINGS="ignore", PATH=scripts + os.pathsep + os.environ.get("PATH", ""))
     result = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=course, env=env,
                             capture_output=True, text=True)
     if check and result.returncode != 0:

@@ -1,0 +1,115 @@
+"""The assignment through the real nbgrader CLI and gradebook: release, validate, autograde."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import nbformat
+import pytest
+
+from unet_course import instructor
+from unet_course.submissions import ASSIGNMENT, EXERCISES, MISTAKES, NOTEBOOK, make_submission, write_submission
+
+from conftest import RELEASE_NOTEBOOK, ROOT
+
+pytestmark = pytest.mark.slow
+FULL = {"conv_block": 25.0, "upsampling_block": 25.0, "unet_model": 50.0}
+
+
+def _comparable(path):
+    notebook = json.loads(path.read_text())
+    return [(c["cell_type"], c["source"], c.get("metadata", {})) for c in notebook["cells"]], notebook["metadata"]
+
+
+def test_release_does_not_drift_from_the_source(make_course):
+    course = make_course()
+    (course / "assignments").rename(course / "committed")
+    instructor.release(course)
+    regenerated = course / "assignments" / ASSIGNMENT / NOTEBOOK
+    assert _comparable(regenerated) == _comparable(RELEASE_NOTEBOOK), (
+        "assignments/ differs from what solutions/ generates: run `make release` and commit the result")
+    assert sorted(p.name for p in (course / "assignments" / ASSIGNMENT).iterdir()) == [NOTEBOOK]
+
+
+def test_release_holds_no_solution_and_no_hidden_test():
+    release_folder = ROOT / "assignments" / ASSIGNMENT
+    assert sorted(p.name for p in release_folder.iterdir()) == [NOTEBOOK]
+    notebook = nbformat.read(str(RELEASE_NOTEBOOK), as_version=4)
+    code = "\n".join(c.source for c in notebook.cells if c.cell_type == "code")
+    for leak in ("BEGIN SOLUTION", "BEGIN HIDDEN TESTS", "BEGIN STUB", "hidden=True",
+                 'kernel_initializer="he_normal")(inputs)', "merge = concatenate([up, contractive_input]",
+                 "n_filters * 16", "dropout_prob > 0:"):
+        assert leak not in code, f"the release contains {leak!r}"
+    stubs = [c.source for c in notebook.cells if c.metadata.get("nbgrader", {}).get("grade_id") in EXERCISES]
+    assert len(stubs) == 3
+    for source in stubs:
+        assert "### START CODE HERE" in source and "### END CODE HERE" in source and "None" in source
+        assert "NotImplementedError" not in source
+
+
+def _validate(course, path, *extra):
+    result = instructor.nbgrader(course, "validate", *extra, str(path), check=False)
+    return result.stdout + result.stderr
+
+
+def test_source_validates_and_release_fails_every_test(make_course):
+    course = make_course()
+    assert "Success! Your notebook passes all the tests." in _validate(
+        course, course / "solutions" / ASSIGNMENT / NOTEBOOK)
+    assert "Success! The notebook does not pass any tests." in _validate(
+        course, course / "assignments" / ASSIGNMENT / NOTEBOOK, "--invert")
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    """One course, every kind of submission, one real `nbgrader autograde` batch."""
+    import shutil
+
+    course = tmp_path_factory.mktemp("graded") / "course"
+    course.mkdir()
+    shutil.copy(ROOT / "nbgrader_config.py", course)
+    shutil.copytree(ROOT / "solutions", course / "solutions")
+    shutil.copytree(ROOT / "assignments", course / "assignments")
+    instructor.release(course)
+    release = course / "assignments" / ASSIGNMENT / NOTEBOOK
+    source = course / "solutions" / ASSIGNMENT / NOTEBOOK
+    write_submission(make_submission(release, source), course / "submitted", "solution")
+    write_submission(make_submission(release, source, solved=()), course / "submitted", "untouched")
+    for name in MISTAKES:
+        write_submission(make_submission(release, source, mistakes=(name,)), course / "submitted", f"mistake_{name}")
+    run = instructor.nbgrader(course, "autograde", ASSIGNMENT, "--force", check=False)
+    results = {student: instructor.read_result(course, student) for student in instructor.submitted_students(course)}
+    return course, run, results
+
+
+def _scores(result):
+    return {exercise: score for exercise, (score, _) in result.scores.items()}
+
+
+def test_solution_gets_full_marks(graded):
+    _, run, results = graded
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert _scores(results["solution"]) == FULL
+    assert results["solution"].problems == []
+
+
+def test_untouched_release_gets_zero_without_crashing(graded):
+    course, _, results = graded
+    assert _scores(results["untouched"]) == {name: 0.0 for name in EXERCISES}
+    assert (course / "autograded" / "untouched" / ASSIGNMENT / NOTEBOOK).is_file()
+    assert any("not finished yet" in p for p in results["untouched"].problems)
+
+
+@pytest.mark.parametrize("name", sorted(MISTAKES))
+def test_each_mistake_loses_points_only_in_its_exercise_with_named_feedback(graded, name):
+    course, _, results = graded
+    mistake = MISTAKES[name]
+    scores = _scores(results[f"mistake_{name}"])
+    assert scores[mistake.exercise] < FULL[mistake.exercise], f"{mistake.description}: no points lost"
+    for other in EXERCISES:
+        if other != mistake.exercise:
+            assert scores[other] == FULL[other], f"{mistake.description} also cost points in {other}"
+    graded_notebook = (course / "autograded" / f"mistake_{name}" / ASSIGNMENT / NOTEBOOK).read_text()
+    errors = " ".join(re.findall(r'"evalue": "(.*?)",\n', graded_notebook))
+    assert mistake.keyword.lower() in errors.lower(), f"feedback does not name {mistake.description!r}: {errors[:500]}"
