@@ -21,3 +21,9 @@ c.GenerateAssignment.preprocessors = generate_assignment_preprocessors()
 
 # Grading builds a few U-Nets: seconds per cell, but leave room for a slow laptop.
 c.ExecutePreprocessor.timeout = 120
+
+# Feedback shows what failed and why (the test output) but never the hidden test code.
+from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor  # noqa: E402
+from nbgrader.preprocessors import ClearHiddenTests, GetGrades  # noqa: E402
+
+c.GenerateFeedback.preprocessors = [GetGrades, ClearHiddenTests, CSSHTMLHeaderPreprocessor]
