@@ -113,3 +113,24 @@ def test_each_mistake_loses_points_only_in_its_exercise_with_named_feedback(grad
     graded_notebook = (course / "autograded" / f"mistake_{name}" / ASSIGNMENT / NOTEBOOK).read_text()
     errors = " ".join(re.findall(r'"evalue": "(.*?)",\n', graded_notebook))
     assert mistake.keyword.lower() in errors.lower(), f"feedback does not name {mistake.description!r}: {errors[:500]}"
+
+
+def test_feedback_says_what_failed_but_hides_hidden_tests(graded):
+    course, _, _ = graded
+    instructor.feedback(course)
+    html = (course / "feedback" / "mistake_concat_order" / ASSIGNMENT / "unet_segmentation.html").read_text()
+    assert "concatenation order is swapped" in html
+    assert "hidden=True" not in html and "BEGIN HIDDEN TESTS" not in html
+    solution_html = (course / "feedback" / "solution" / ASSIGNMENT / "unet_segmentation.html").read_text()
+    assert "hidden=True" not in solution_html
+
+
+def test_grades_export_to_csv(graded):
+    import csv
+
+    course, _, results = graded
+    out = instructor.export(course, course / "grades.csv")
+    rows = {row["student_id"]: row for row in csv.DictReader(out.open())}
+    assert set(rows) == set(results)
+    assert float(rows["solution"]["raw_score"]) == 100.0
+    assert float(rows["untouched"]["raw_score"]) == 0.0

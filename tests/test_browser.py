@@ -1,0 +1,159 @@
+"""A real browser: JupyterLab 4 in Debian's Chromium, driven by Playwright, on a solved release.
+
+It opens the assignment, runs all cells, waits for the kernel to go idle, and checks that no cell
+errored, the plots and the ipywidgets explorer are shown (and the explorer reacts to its slider),
+and nbgrader's Validate button reports success. Screenshots are saved under test-artifacts/ when
+it fails.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from unet_course.submissions import make_submission
+
+from conftest import RELEASE_NOTEBOOK, ROOT, SOURCE_NOTEBOOK
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = ROOT / "test-artifacts"
+TOKEN = "unet-course-browser-test"
+
+
+def _skip_or_fail(reason: str):
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} (CI must install it: see .ci/run)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def playwright_api():
+    if not CHROMIUM.exists():
+        _skip_or_fail("Debian's chromium is not installed (apt-get install chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _skip_or_fail("playwright is not installed")
+    with sync_playwright() as playwright:
+        yield playwright
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    """JupyterLab serving a folder with a solved copy of the release notebook."""
+    root = tmp_path_factory.mktemp("lab")
+    solved = make_submission(RELEASE_NOTEBOOK, SOURCE_NOTEBOOK)
+    nbformat.write(solved, str(root / "unet_segmentation.ipynb"))
+    port = _free_port()
+    env = dict(os.environ, UNET_COURSE_SMALL="1", JUPYTER_CONFIG_DIR=str(root / ".jupyter"),
+               PATH=str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""))
+    log = (root / "lab.log").open("w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--allow-root", "--ip=127.0.0.1", f"--port={port}",
+         f"--IdentityProvider.token={TOKEN}", f"--ServerApp.root_dir={root}"],
+        cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(f"{url}/api/status?token={TOKEN}", timeout=2)
+            break
+        except OSError:
+            if server.poll() is not None:
+                pytest.fail(f"jupyter lab exited: {(root / 'lab.log').read_text()[-2000:]}")
+            time.sleep(1)
+    else:
+        server.kill()
+        pytest.fail("jupyter lab did not start within 90 s")
+    yield url, root
+    server.terminate()
+    try:
+        server.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        server.kill()
+
+
+@pytest.fixture
+def page(playwright_api, request):
+    browser = playwright_api.chromium.launch(
+        executable_path=str(CHROMIUM), headless=True,
+        args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+              "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    yield page
+    failed = getattr(request.node, "rep_call", None)
+    if failed is None or failed.failed:
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
+    browser.close()
+
+
+@pytest.hookimpl(tryfirst=True, hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"rep_{report.when}", report)
+
+
+def _run_all_and_wait(page, timeout_s: int = 480):
+    page.locator(".jp-Notebook").first.wait_for(timeout=60_000)
+    page.locator(".jp-Notebook-ExecutionIndicator, .jp-Toolbar-kernelStatus").first.wait_for(timeout=60_000)
+    page.get_by_role("menuitem", name="Run", exact=True).click()
+    page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+    deadline = time.time() + timeout_s
+    time.sleep(3)
+    while time.time() < deadline:
+        pending = page.locator(".jp-InputPrompt", has_text="[*]").count()
+        idle = page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").count()
+        if pending == 0 and idle:
+            return
+        time.sleep(2)
+    pytest.fail(f"the notebook did not finish within {timeout_s} s")
+
+
+def test_solved_assignment_runs_shows_plots_and_widget_and_validates(lab, page):
+    url, _ = lab
+    page.goto(f"{url}/lab/tree/unet_segmentation.ipynb?token={TOKEN}")
+    _run_all_and_wait(page)
+
+    errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']",
+                          has_text="Traceback")
+    assert errors.count() == 0, errors.first.inner_text()[:2000]
+    assert page.get_by_text("All tests passed").count() >= 3
+    assert page.locator(".jp-RenderedImage img").count() >= 5, "the plots are not shown"
+
+    explorer = page.locator(".jupyter-widgets img").first
+    explorer.wait_for(timeout=60_000)
+    before = explorer.get_attribute("src")
+    slider = page.locator(".jupyter-widgets .widget-slider .noUi-handle, .jupyter-widgets .slider-container .ui-slider-handle, .jupyter-widgets input[type=range]").first
+    slider.focus()
+    page.keyboard.press("ArrowRight")
+    deadline = time.time() + 60
+    while time.time() < deadline and explorer.get_attribute("src") == before:
+        time.sleep(1)
+    assert explorer.get_attribute("src") != before, "the explorer did not react to its slider"
+
+    page.keyboard.press("Control+s")
+    time.sleep(2)
+    page.locator(".validate-button").first.click()
+    dialog = page.locator(".jp-Dialog")
+    dialog.wait_for(timeout=300_000)
+    page.locator(".jp-Dialog-content", has_text="Success").wait_for(timeout=300_000)
+    assert "passes all the tests" in dialog.inner_text()
