@@ -2,7 +2,7 @@
 # `make test` runs every test. Both create/reuse .venv first.
 PY := .venv/bin/python
 
-.PHONY: demo test venv release refresh-notebooks clean
+.PHONY: demo test venv release notebooks clean
 
 venv:
 	@bash tools/ensure-venv.sh
@@ -18,3 +18,7 @@ release: venv  ## regenerate the student release from solutions/
 
 clean:  ## remove nbgrader working folders and the gradebook (not .venv, not data/)
 	rm -rf submitted autograded feedback gradebook.db grades.csv runs
+
+notebooks: venv  ## re-execute the instructor notebooks (small setting) and save their outputs
+	UNET_COURSE_SMALL=1 $(PY) -m jupyter nbconvert --to notebook --execute --inplace \
+		--ExecutePreprocessor.timeout=1200 solutions/*/*.ipynb
