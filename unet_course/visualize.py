@@ -92,7 +92,8 @@ class PlotFigure(Figure):
         if shell is not None:
             from IPython.display import Image, display as ipython_display
 
-            ipython_display(Image(figure_png(self, dpi=self.dpi)))
+            # JPEG at screen resolution: photo-like panels stay small in saved notebooks.
+            ipython_display(Image(figure_jpeg(self), format="jpeg"))
             self._shown_in_cell = shell.execution_count
 
     def _ipython_display_(self) -> None:
@@ -169,6 +170,13 @@ def plot_history(history, show: bool = True) -> PlotFigure:
     if show:
         fig.show_in_notebook()
     return fig
+
+
+def figure_jpeg(fig: Figure, dpi: int = 72, quality: int = 85) -> bytes:
+    """JPEG bytes of a figure, for showing in notebooks (a fraction of the PNG's size)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="jpg", dpi=dpi, pil_kwargs={"quality": quality})
+    return buffer.getvalue()
 
 
 def figure_png(fig: Figure, dpi: int = 80) -> bytes:
