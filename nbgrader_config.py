@@ -7,7 +7,11 @@ The course root is this folder: ``solutions/`` is nbgrader's source, ``assignmen
 
 import os
 
-from unet_course.nbgrader_ext import generate_assignment_preprocessors
+from unet_course.nbgrader_ext import (
+    autograde_preprocessors,
+    autograde_sanitize_preprocessors,
+    generate_assignment_preprocessors,
+)
 
 c = get_config()  # noqa: F821 - provided by nbgrader when it loads this file
 
@@ -18,6 +22,10 @@ c.CourseDirectory.release_directory = "assignments"
 
 # Students see the seed's `None` placeholders (### BEGIN STUB blocks), not NotImplementedError.
 c.GenerateAssignment.preprocessors = generate_assignment_preprocessors()
+
+# Autograding ignores tags that skip cells, and TensorFlow's stderr noise does not fail correct code.
+c.Autograde.sanitize_preprocessors = autograde_sanitize_preprocessors()
+c.Autograde.autograde_preprocessors = autograde_preprocessors()
 
 # Grading builds a few U-Nets: seconds per cell, but leave room for a slow laptop.
 c.ExecutePreprocessor.timeout = 120

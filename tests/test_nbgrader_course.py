@@ -78,9 +78,41 @@ def graded(tmp_path_factory):
     write_submission(make_submission(release, source, solved=()), course / "submitted", "untouched")
     for name in MISTAKES:
         write_submission(make_submission(release, source, mistakes=(name,)), course / "submitted", f"mistake_{name}")
+    write_submission(_tag_test_cells(make_submission(release, source, solved=())), course / "submitted", "skip_tags")
+    write_submission(_noisy(make_submission(release, source)), course / "submitted", "stderr_noise")
     run = instructor.nbgrader(course, "autograde", ASSIGNMENT, "--force", check=False)
     results = {student: instructor.read_result(course, student) for student in instructor.submitted_students(course)}
     return course, run, results
+
+
+def _tag_test_cells(notebook):
+    """The known exploit: skip-execution on every test cell of an unanswered notebook."""
+    for cell in notebook.cells:
+        if cell.metadata.get("nbgrader", {}).get("grade"):
+            cell.metadata["tags"] = ["skip-execution", "raises-exception"]
+    return notebook
+
+
+def _noisy(notebook):
+    """Correct code that writes to stderr (a warning, raw text) every time it runs, like TensorFlow does."""
+    noise = ("    import sys, warnings\n    warnings.warn('harmless warning')\n"
+             "    print('I0000 port.cc:153] oneDNN custom operations are on', file=sys.stderr)\n")
+    for cell in notebook.cells:
+        if cell.metadata.get("nbgrader", {}).get("grade_id") in EXERCISES:
+            head, sep, rest = cell.source.partition('    """\n')
+            body_start = rest.index('    """\n') + len('    """\n')
+            cell.source = head + sep + rest[:body_start] + noise + rest[body_start:]
+    return notebook
+
+
+def test_skip_execution_tags_do_not_earn_points(graded):
+    _, _, results = graded
+    assert _scores(results["skip_tags"]) == {name: 0.0 for name in EXERCISES}
+
+
+def test_stderr_noise_does_not_cost_a_correct_submission(graded):
+    _, _, results = graded
+    assert _scores(results["stderr_noise"]) == FULL
 
 
 def _scores(result):

@@ -71,3 +71,64 @@ def generate_assignment_preprocessors() -> list:
 
     default = GenerateAssignment.class_traits()["preprocessors"].make_dynamic_default()
     return [StubSolutions if step is ClearSolutions else step for step in default]
+
+
+# --------------------------------------------------------------------------------------------
+# Autograding: close the holes that nbgrader 0.9's defaults leave open
+# --------------------------------------------------------------------------------------------
+
+from nbgrader.preprocessors import NbGraderPreprocessor  # noqa: E402
+
+EXECUTION_TAGS = {"skip-execution", "raises-exception", "skip", "remove-cell", "remove-input"}
+
+
+class ClearExecutionTags(NbGraderPreprocessor):
+    """Drop cell tags that change how a cell runs.
+
+    nbclient skips cells tagged ``skip-execution`` and a test cell with no output counts as
+    passed, so a student could tag the tests and get full marks; ``raises-exception`` would let
+    a failing test's error be ignored.
+    """
+
+    def preprocess_cell(self, cell, resources, index):
+        tags = cell.get("metadata", {}).get("tags")
+        if tags:
+            kept = [tag for tag in tags if tag not in EXECUTION_TAGS]
+            if len(kept) != len(tags):
+                self.log.warning("Removed execution tags %s from cell %s", sorted(set(tags) - set(kept)), index)
+            cell.metadata["tags"] = kept
+        return cell, resources
+
+
+class StderrToStdout(NbGraderPreprocessor):
+    """Turn stderr output into stdout, so log noise does not fail a correct test cell.
+
+    nbgrader fails a test cell that wrote anything to stderr; TensorFlow's C++ log lines and
+    harmless Python warnings land there (sometimes in a later cell). Errors still fail the cell:
+    they are ``error`` outputs, not stderr text. The text stays visible, marked as stderr.
+    """
+
+    def preprocess_cell(self, cell, resources, index):
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "stream" and output.get("name") == "stderr":
+                output["name"] = "stdout"
+                output["text"] = "".join(f"[stderr] {line}\n" for line in output["text"].splitlines())
+        return cell, resources
+
+
+def autograde_sanitize_preprocessors() -> list:
+    """nbgrader's Autograde sanitising steps plus ClearExecutionTags (after cells are restored)."""
+    from nbgrader.converters import Autograde
+
+    steps = Autograde.class_traits()["sanitize_preprocessors"].make_dynamic_default()
+    return steps + [ClearExecutionTags]
+
+
+def autograde_preprocessors() -> list:
+    """nbgrader's Autograde steps with StderrToStdout right after the notebook runs."""
+    from nbgrader.converters import Autograde
+    from nbgrader.preprocessors import Execute
+
+    steps = Autograde.class_traits()["autograde_preprocessors"].make_dynamic_default()
+    position = steps.index(Execute) + 1
+    return steps[:position] + [StderrToStdout] + steps[position:]
