@@ -132,3 +132,14 @@ def autograde_preprocessors() -> list:
     steps = Autograde.class_traits()["autograde_preprocessors"].make_dynamic_default()
     position = steps.index(Execute) + 1
     return steps[:position] + [StderrToStdout] + steps[position:]
+
+
+class ShortenTestTracebacks(NbGraderPreprocessor):
+    """Feedback: a failing test shows its message, not a traceback quoting the (hidden) test code."""
+
+    def preprocess_cell(self, cell, resources, index):
+        if cell.get("metadata", {}).get("nbgrader", {}).get("grade"):
+            for output in cell.get("outputs", []):
+                if output.get("output_type") == "error":
+                    output["traceback"] = [f"{output.get('ename', 'Error')}: {output.get('evalue', '')}"]
+        return cell, resources
