@@ -1,4 +1,4 @@
-"""The course demo (`make demo`): data, release, autograding of example submissions, results.
+"""The course demo (`make demo`): data, release, autograding, a short training, and where results are.
 
 Runs on the embedded default data with no network, in the course folder (the repository root).
 """
@@ -25,26 +25,35 @@ def main() -> int:
         print("error: run the demo from a checkout of the course repository", file=sys.stderr)
         return 1
 
-    step("1/4 Embedded default data (synthetic CARLA-format street scenes)")
+    step("1/5 Embedded default data (synthetic CARLA-format street scenes)")
     from unet_course.synthetic import ensure_default_dataset
 
     data_dir = ensure_default_dataset()
     print(f"data in {data_dir}")
 
-    step("2/4 Student release: nbgrader generate_assignment solutions/ -> assignments/")
+    step("2/5 Student release: nbgrader generate_assignment solutions/ -> assignments/")
     print(f"release in {instructor.release(course)}")
 
-    step("3/4 Example submissions (correct, partial, empty, three typical mistakes)")
+    step("3/5 Example submissions (correct, partial, empty, three typical mistakes)")
     students = instructor.write_examples(course)
     print("written to submitted/:", ", ".join(students))
 
-    step("4/4 Autograding with nbgrader")
+    step("4/5 Autograding with nbgrader")
     results = instructor.autograde(course, students)
     print(instructor.summary_table(results))
 
-    print(f"\nDone in {time.time() - start:.0f} s.")
-    print(f"  gradebook:          {course / 'gradebook.db'}")
+    step("5/5 A short training of the assignment's U-Net on the default data (2 epochs)")
+    from unet_course.train import TrainConfig, train
+
+    run_dir = course / "runs" / "demo"
+    metrics = train(TrainConfig(dataset="synthetic", out=str(run_dir), epochs=2, verbose=2, tensorboard=False))
+    print(f"validation: pixel accuracy {metrics['val_pixel_accuracy']:.3f}, mIoU {metrics['val_miou']:.3f}"
+          f" after {metrics['epochs_done']} epochs")
+
+    print(f"\nDone in {time.time() - start:.0f} s. Results:")
+    print(f"  gradebook:            {course / 'gradebook.db'}")
     print(f"  autograded notebooks: {course / 'autograded'}")
+    print(f"  training run:         {run_dir} (metrics.json, curves.png, predictions.png, weights)")
     print("  next: python -m unet_course.instructor feedback | export   (see README, 'For instructors')")
     return 0
 

@@ -1,0 +1,202 @@
+"""Training speed of the reference U-Net on this CPU, against the peak this CPU reaches.
+
+    python benchmarks/bench_train_speed.py                     # 96x128, batch 32, 4 configurations
+    python benchmarks/bench_train_speed.py --data ../shared/data/camvid --steps 4
+    python benchmarks/bench_train_speed.py --configs float32 mixed_bfloat16+jit --image-size 144 192
+
+Prints, as text and (``--json``) as JSON:
+
+* peak GFLOP/s of a large float32 and bfloat16 matmul and 3x3 convolution, timed in this process;
+* for each configuration (precision x XLA jit) images/s of ``model.fit`` training steps of
+  ``unet_model(n_filters=32)`` fed by the course's real pipeline (``unet_course.data``: decode,
+  resize, cache, shuffle, augment; CamVid if ``--data`` is given, else generated images), and
+  the achieved GFLOP/s = images/s x training FLOPs per image (counted from the model's layers:
+  forward multiply-adds x 2, times 3 for forward + both backward passes), as a fraction of the
+  matching peak.
+
+Keep runs short (a few minutes): the defaults do 2 warm-up and 5 timed steps per configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from unet_course import data as data_lib  # noqa: E402
+from unet_course.datasets import CAMVID  # noqa: E402
+from unet_course.train import TrainConfig, build_model  # noqa: E402
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def cpu_flags() -> list[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return []
+    wanted = ("avx512_bf16", "amx_bf16", "amx_tile", "avx512f", "avx512_vnni")
+    return [f for f in wanted if f" {f}" in text]
+
+
+def _time(fn, repeats: int) -> float:
+    fn()  # warm-up (and tracing)
+    t = time.perf_counter()
+    for _ in range(repeats):
+        out = fn()
+    np.asarray(out)  # make sure the work is done
+    return (time.perf_counter() - t) / repeats
+
+
+def peak_matmul(dtype, n: int = 2048, repeats: int = 5) -> float:
+    a = tf.random.uniform((n, n), dtype=tf.float32)
+    b = tf.random.uniform((n, n), dtype=tf.float32)
+    a, b = tf.cast(a, dtype), tf.cast(b, dtype)
+    f = tf.function(lambda: tf.reduce_sum(tf.cast(tf.matmul(a, b)[:1, :1], tf.float32)))
+    return 2 * n ** 3 / _time(f, repeats) / 1e9
+
+
+def peak_conv(dtype, batch=16, hw=(48, 64), channels=128, repeats=5) -> float:
+    x = tf.cast(tf.random.uniform((batch, *hw, channels)), dtype)
+    k = tf.cast(tf.random.uniform((3, 3, channels, channels)), dtype)
+    f = tf.function(lambda: tf.reduce_sum(tf.cast(tf.nn.conv2d(x, k, 1, "SAME")[:1, :1, :1, :1], tf.float32)))
+    flops = 2 * batch * hw[0] * hw[1] * 9 * channels * channels
+    return flops / _time(f, repeats) / 1e9
+
+
+def forward_flops(model: keras.Model) -> float:
+    """Forward FLOPs per image (2 x multiply-adds) of the Conv2D / Conv2DTranspose layers."""
+    total = 0.0
+    for layer in model.layers:
+        if isinstance(layer, (keras.layers.Conv2D, keras.layers.Conv2DTranspose)):
+            kh, kw = layer.kernel_size
+            cin = layer.input.shape[-1]
+            cout = layer.filters
+            if isinstance(layer, keras.layers.Conv2DTranspose):
+                h, w = layer.input.shape[1:3]  # each input pixel scatters a kh x kw x cout patch
+            else:
+                h, w = layer.output.shape[1:3]
+            total += 2.0 * h * w * kh * kw * cin * cout
+    return total
+
+
+def pipeline(data_dir, image_size, batch_size, augment=True):
+    """The course's pipeline over CamVid train (``data_dir``) or over generated camvid-layout files."""
+    tmp = None
+    if data_dir is None:
+        from PIL import Image
+
+        tmp = tempfile.TemporaryDirectory()
+        root = Path(tmp.name)
+        (root / "train").mkdir()
+        (root / "trainannot").mkdir()
+        rng = np.random.default_rng(0)
+        for i in range(2 * batch_size):
+            Image.fromarray(rng.integers(0, 255, (360, 480, 3), dtype=np.uint8)).save(root / "train" / f"{i}.png")
+            Image.fromarray(rng.integers(0, 12, (360, 480), dtype=np.uint8)).save(root / "trainannot" / f"{i}.png")
+        data_dir = root
+    pairs = data_lib.list_pairs(data_dir, CAMVID, "train")
+    ds = data_lib.make_dataset(pairs, CAMVID, image_size, batch_size, shuffle=True, augment=augment)
+    weights = np.ones(CAMVID.n_classes, np.float32)
+    weights[CAMVID.void_id] = 0
+    table = tf.constant(weights)
+    ds = ds.map(lambda x, y: (x, y, tf.gather(table, tf.cast(y[..., 0], tf.int32)))).repeat()
+    return ds, len(pairs), tmp
+
+
+def bench_config(name: str, ds, image_size, batch_size, warmup: int, steps: int) -> dict:
+    precision = "mixed_bfloat16" if "bfloat16" in name else "float32"
+    jit = name.endswith("+jit")
+    keras.utils.set_random_seed(0)
+    keras.mixed_precision.set_global_policy(precision)
+    try:
+        model = build_model(TrainConfig(image_size=image_size, precision=precision), CAMVID.n_classes)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    model.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  jit_compile=jit)
+    t = time.perf_counter()
+    model.fit(ds, steps_per_epoch=warmup, epochs=1, verbose=0, shuffle=False)
+    warm_s = time.perf_counter() - t
+    t = time.perf_counter()
+    hist = model.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False)
+    dt = time.perf_counter() - t
+    return {"config": name, "precision": precision, "jit": jit, "images_per_s": steps * batch_size / dt,
+            "seconds_per_step": dt / steps, "warmup_seconds": warm_s, "loss": float(hist.history["loss"][-1]),
+            "flops_model": model}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", default=None, help="CamVid folder (SegNet layout); default: generated images")
+    p.add_argument("--image-size", type=int, nargs=2, default=[96, 128])
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--configs", nargs="+", default=["float32", "float32+jit", "mixed_bfloat16", "mixed_bfloat16+jit"])
+    p.add_argument("--no-peaks", dest="peaks", action="store_false")
+    p.add_argument("--json", default=None, help="write the results here too")
+    args = p.parse_args(argv)
+    image_size = tuple(args.image_size)
+
+    report = {"cpu": cpu_name(), "cpu_flags": cpu_flags(), "cores": os.cpu_count(), "tensorflow": tf.__version__,
+              "image_size": list(image_size), "batch_size": args.batch_size, "load_average_start": os.getloadavg()}
+    print(f"CPU: {report['cpu']} ({', '.join(report['cpu_flags'])}), {report['cores']} cores; "
+          f"load average {report['load_average_start'][0]:.1f}", flush=True)
+    peaks = {}
+    if args.peaks:
+        peaks = {"matmul_float32": peak_matmul(tf.float32), "matmul_bfloat16": peak_matmul(tf.bfloat16),
+                 "conv3x3_float32": peak_conv(tf.float32), "conv3x3_bfloat16": peak_conv(tf.bfloat16)}
+        for k, v in peaks.items():
+            print(f"peak {k:18s} {v:8.1f} GFLOP/s", flush=True)
+    report["peak_gflops"] = peaks
+
+    ds, n_files, tmp = pipeline(args.data, image_size, args.batch_size)
+    results = []
+    for name in args.configs:
+        r = bench_config(name, ds, image_size, args.batch_size, args.warmup, args.steps)
+        model = r.pop("flops_model")
+        fwd = forward_flops(model)
+        r["train_gflop_per_image"] = 3 * fwd / 1e9
+        r["achieved_gflops"] = r["images_per_s"] * r["train_gflop_per_image"]
+        peak = peaks.get("conv3x3_bfloat16" if r["precision"] != "float32" else "conv3x3_float32")
+        r["fraction_of_conv_peak"] = r["achieved_gflops"] / peak if peak else None
+        results.append(r)
+        frac = f" = {100 * r['fraction_of_conv_peak']:.0f}% of conv peak" if peak else ""
+        print(f"{name:20s} {r['images_per_s']:6.2f} img/s  ({r['seconds_per_step']:.2f} s/step, "
+              f"{r['train_gflop_per_image']:.1f} GFLOP/img/step -> {r['achieved_gflops']:.0f} GFLOP/s{frac}; "
+              f"loss {r['loss']:.3f}; warm-up {r['warmup_seconds']:.0f} s)", flush=True)
+        del model
+        keras.backend.clear_session()
+    report["results"] = results
+    report["data"] = str(args.data) if args.data else f"generated ({n_files} random 360x480 files)"
+    report["load_average_end"] = os.getloadavg()
+    if tmp is not None:
+        tmp.cleanup()
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

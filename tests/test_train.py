@@ -1,0 +1,250 @@
+"""Metrics, the training entry point, resume, evaluation and float16 export, on tiny fixtures.
+
+Every run here uses 32x48 inputs and a narrow U-Net (``n_filters`` 4 or 8) on a few generated
+images, so the whole file takes about a minute on two cores. The real CamVid run is not a test:
+it is the course's model, trained with the command in models/camvid_unet/metrics.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras  # noqa: E402
+
+from unet_course import evaluate as ev  # noqa: E402
+from unet_course import metrics as m  # noqa: E402
+from unet_course.datasets import CAMVID  # noqa: E402
+from unet_course.train import TrainConfig, train  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+NATIVE = (60, 80)  # fixture label size (the model runs at 32x48), so native-size scoring is exercised
+SIZE = (32, 48)
+
+
+def _ids(index: int, size=NATIVE) -> np.ndarray:
+    """Blocks of a few CamVid ids, different per file, with a strip of void (11)."""
+    h, w = size
+    ids = np.full(size, 3, np.uint8)  # road
+    ids[: h // 3] = 0  # sky
+    ids[h // 3: 2 * h // 3, : w // 2] = 1  # building
+    ids[h // 3: 2 * h // 3, w // 2:] = 5  # tree
+    ids[2 * h // 3:, (index * 7) % (w - 10): (index * 7) % (w - 10) + 10] = 8  # a car that moves
+    ids[:, -3:] = 11  # void
+    return ids
+
+
+def _image(ids: np.ndarray, rng) -> np.ndarray:
+    palette = np.asarray(CAMVID.colors, np.float32)
+    noise = rng.normal(0, 12, ids.shape + (3,))
+    return np.clip(palette[ids] + noise, 0, 255).astype(np.uint8)
+
+
+def write_camvid(root: Path, splits=(("train", 8), ("val", 4), ("test", 4))) -> Path:
+    rng = np.random.default_rng(0)
+    for split, n in splits:
+        (root / split).mkdir(parents=True)
+        (root / f"{split}annot").mkdir()
+        for i in range(n):
+            ids = _ids(i + 31 * len(split))
+            Image.fromarray(_image(ids, rng), "RGB").save(root / split / f"{split}_{i:03d}.png")
+            Image.fromarray(ids, "L").save(root / f"{split}annot" / f"{split}_{i:03d}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def camvid_dir(tmp_path_factory) -> Path:
+    return write_camvid(tmp_path_factory.mktemp("camvid"))
+
+
+def tiny(out, data, **kw) -> TrainConfig:
+    base = dict(dataset="camvid", data=str(data), out=str(out), epochs=2, image_size=SIZE, batch_size=4,
+                n_filters=4, verbose=0, lr=3e-3)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+# --- metrics -------------------------------------------------------------------------------------
+
+
+def test_confusion_ignores_true_void_pixels_only():
+    y_true = np.array([0, 0, 1, 1, 2, 2])
+    y_pred = np.array([0, 1, 1, 2, 0, 1])  # 2 is void: its two pixels vanish; predicting 2 is an error
+    cm = m.confusion_matrix(y_true, y_pred, 3, void_id=2)
+    assert cm.tolist() == [[1, 1, 0], [0, 1, 1], [0, 0, 0]]
+    s = m.scores_from_confusion(cm, 2, ["a", "b", "void"])
+    # IoU(a) = 1 / (2 + 1 - 1) = 0.5 ; IoU(b) = 1 / (2 + 2 - 1) = 1/3
+    assert s["per_class_iou"] == pytest.approx({"a": 0.5, "b": 1 / 3})
+    assert s["miou"] == pytest.approx((0.5 + 1 / 3) / 2)
+    assert s["pixel_accuracy"] == pytest.approx(2 / 4)
+    assert "void" not in s["per_class_iou"]
+
+
+def test_class_absent_from_truth_and_prediction_is_left_out_of_the_mean():
+    cm = m.confusion_matrix([0, 0, 1], [0, 0, 1], 4, void_id=3)  # class 2 never appears
+    s = m.scores_from_confusion(cm, 3)
+    assert s["per_class_iou"]["2"] is None
+    assert s["miou"] == 1.0 and s["classes_in_mean"] == 2
+    # ...but a class that is only predicted (a false positive) counts, with IoU 0
+    s2 = m.scores_from_confusion(m.confusion_matrix([0, 0, 1], [0, 2, 1], 4, 3), 3)
+    assert s2["per_class_iou"]["2"] == 0.0 and s2["miou"] == pytest.approx((0.5 + 1 + 0) / 3)
+
+
+def test_accumulator_equals_one_big_matrix():
+    rng = np.random.default_rng(1)
+    t, p = rng.integers(0, 5, (3, 10, 10)), rng.integers(0, 5, (3, 10, 10))
+    acc = m.ConfusionAccumulator(5, void_id=4)
+    for k in range(3):
+        acc.update(t[k], logits=np.eye(5)[p[k]])
+    assert (acc.matrix == m.confusion_matrix(t, p, 5, 4)).all()
+
+
+def test_keras_metrics_match_numpy_and_ignore_void_and_sample_weights():
+    rng = np.random.default_rng(2)
+    y_true = rng.integers(0, 6, (4, 8, 8, 1))
+    logits = rng.normal(size=(4, 8, 8, 6)).astype("float32")
+    weights = rng.uniform(0, 5, (4, 8, 8)).astype("float32")
+    miou, acc = m.VoidIgnoringMeanIoU(6, void_id=5), m.VoidIgnoringPixelAccuracy(6, void_id=5)
+    for metric in (miou, acc):
+        metric.update_state(y_true[:2], logits[:2], sample_weight=weights[:2])
+        metric.update_state(y_true[2:], logits[2:], sample_weight=weights[2:])
+    expected = m.scores_from_confusion(m.confusion_matrix(y_true[..., 0], logits.argmax(-1), 6, 5), 5)
+    assert float(miou.result()) == pytest.approx(expected["miou"], abs=1e-5)
+    assert float(acc.result()) == pytest.approx(expected["pixel_accuracy"], abs=1e-6)
+
+
+def test_tf_confusion_matches_numpy():
+    rng = np.random.default_rng(3)
+    y_true = rng.integers(0, 4, (2, 5, 5, 1))
+    logits = rng.normal(size=(2, 5, 5, 4)).astype("float32")
+    tf_cm = m.confusion_matrix_tf(y_true, logits, 4, void_id=0).numpy()
+    assert (tf_cm == m.confusion_matrix(y_true, logits.argmax(-1), 4, 0)).all()
+
+
+# --- training ------------------------------------------------------------------------------------
+
+
+def test_tiny_run_writes_every_output(tmp_path, camvid_dir):
+    out = tmp_path / "run"
+    result = train(tiny(out, camvid_dir, augment=True, class_weights="median", precision="mixed_bfloat16"))
+    for name in ("metrics.json", "best.weights.h5", "weights.weights.h5", "model.json", "history.csv",
+                 "curves.png", "per_class_iou.png", "confusion.png", "predictions.png",
+                 "checkpoint/last.weights.h5", "checkpoint/state.json", "train.log"):
+        assert (out / name).is_file(), name
+    assert any((out / "tensorboard").rglob("*tfevents*"))
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["epochs_done"] == 2 and saved["config"]["precision"] == "mixed_bfloat16"
+    assert set(saved["val"]["per_class_iou"]) == set(CAMVID.class_names) - {"Unlabelled"}
+    assert saved["val_native"] is not None and saved["native_size"] == [list(NATIVE)]
+    assert 0.0 <= result["val_miou"] <= 1.0 and np.isfinite(saved["val"]["pixel_accuracy"])
+    meta = json.loads((out / "model.json").read_text())
+    assert meta["class_names"] == list(CAMVID.class_names) and meta["void_id"] == 11
+    assert meta["input_size"] == [*SIZE, 3] and meta["normalisation"] == "RGB scaled to [0,1]"
+    assert len((out / "history.csv").read_text().strip().splitlines()) == 3
+
+
+def test_training_learns_the_fixture(tmp_path, camvid_dir):
+    out = tmp_path / "run"
+    result = train(tiny(out, camvid_dir, epochs=10, batch_size=2, n_filters=8, plots=False, export=False,
+                        tensorboard=False, warmup_epochs=0))
+    rows = (out / "history.csv").read_text().strip().splitlines()
+    header = rows[0].split(",")
+    losses = [float(r.split(",")[header.index("loss")]) for r in rows[1:]]
+    assert losses[-1] < 0.9 * losses[0], losses  # 40 small steps: a clear, not a large, drop
+    assert np.isfinite(result["val_miou"])
+
+
+def test_resume_continues_epoch_count_and_optimizer(tmp_path, camvid_dir):
+    out = tmp_path / "run"
+    train(tiny(out, camvid_dir, epochs=1, plots=False))
+    first = json.loads((out / "checkpoint" / "state.json").read_text())
+    assert first["epoch"] == 1
+    train(tiny(out, camvid_dir, epochs=3, resume=True, plots=False))
+    state = json.loads((out / "checkpoint" / "state.json").read_text())
+    assert state["epoch"] == 3 and len(state["epoch_seconds"]) == 3
+    rows = (out / "history.csv").read_text().strip().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == ["0", "1", "2"]
+    log = (out / "train.log").read_text()
+    assert "resumed from epoch 1" in log and "optimizer step 2" in log  # 8 images / batch 4 = 2 steps
+
+
+def test_max_minutes_stops_after_an_epoch_and_keeps_best(tmp_path, camvid_dir):
+    out = tmp_path / "run"
+    result = train(tiny(out, camvid_dir, epochs=50, max_minutes=0.001, plots=False, tensorboard=False))
+    assert result["epochs_done"] == 1 and result["stopped_for_time"]
+    assert (out / "best.weights.h5").is_file()
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_from_its_checkpoint(tmp_path, camvid_dir):
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "unet_course.train", "--dataset", "camvid", "--data", str(camvid_dir),
+           "--out", str(out), "--image-size", *map(str, SIZE), "--n-filters", "4", "--batch-size", "4",
+           "--no-plots", "--no-tensorboard"]
+    proc = subprocess.Popen([*cmd, "--epochs", "200"], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    state_file = out / "checkpoint" / "state.json"
+    deadline = time.time() + 120
+    try:
+        while time.time() < deadline and not (state_file.exists() and json.loads(state_file.read_text())["epoch"] >= 2):
+            time.sleep(0.2)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    done = json.loads(state_file.read_text())["epoch"]
+    assert done >= 2
+    subprocess.run([*cmd, "--epochs", str(done + 1), "--resume"], cwd=ROOT, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = json.loads(state_file.read_text())
+    assert state["epoch"] == done + 1
+    assert f"resumed from epoch {done}" in (out / "train.log").read_text()
+
+
+# --- evaluation and export -----------------------------------------------------------------------
+
+
+def test_evaluate_scores_model_size_and_native_size(tmp_path, camvid_dir, capsys):
+    out = tmp_path / "run"
+    train(tiny(out, camvid_dir, epochs=1, plots=False, tensorboard=False))
+    capsys.readouterr()
+    assert ev.main(["--weights", str(out / "weights.weights.h5"), "--data", str(camvid_dir), "--split", "test",
+                    "--plots", str(tmp_path / "plots")]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["n_images"] == 4 and result["split"] == "test"
+    for key in ("model_size", "native"):
+        assert 0.0 <= result[key]["miou"] <= 1.0
+        assert "Unlabelled" not in result[key]["per_class_iou"]
+    # native scoring counts every non-void label pixel of the 60x80 files
+    assert result["native"]["scored_pixels"] == 4 * NATIVE[0] * (NATIVE[1] - 3)
+    assert (tmp_path / "plots" / "confusion_test.png").is_file()
+
+
+def test_float16_export_round_trip(tmp_path, camvid_dir):
+    keras.utils.set_random_seed(0)
+    from unet_course.unet import unet_model
+
+    model = unet_model(input_size=(*SIZE, 3), n_filters=32, n_classes=12)
+    meta = ev.model_meta(CAMVID, SIZE, 32)
+    path = ev.export_weights(model, tmp_path / "exp" / "weights.weights.h5", meta)
+    size_mb = path.stat().st_size / 1e6
+    assert 15 < size_mb < 20, size_mb  # 8.6M parameters in float16
+    loaded, meta2 = ev.load_trained_model(path)
+    assert meta2["weights_dtype"] == "float16" and meta2["n_params"] == model.count_params()
+    images = np.random.default_rng(0).uniform(0, 1, (4, *SIZE, 3)).astype("float32")
+    a = np.asarray(model(images)).argmax(-1)
+    b = np.asarray(loaded(images)).argmax(-1)
+    assert (a == b).mean() > 0.99
+    # and the folder form works too
+    loaded_dir, _ = ev.load_trained_model(tmp_path / "exp")
+    assert (np.asarray(loaded_dir(images)).argmax(-1) == b).all()

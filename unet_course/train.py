@@ -1,0 +1,491 @@
+"""The one training entry point: the course's reference U-Net on synthetic, CARLA or CamVid data.
+
+    python -m unet_course.train --dataset camvid --data /path/to/camvid --out runs/camvid \\
+        --epochs 60 --image-size 144 192 --augment --precision mixed_bfloat16 --max-minutes 80
+
+or, from a notebook, ``train(TrainConfig(dataset="synthetic", out="runs/demo", epochs=5))``.
+
+What a run leaves in ``--out``:
+
+* ``checkpoint/last.weights.h5`` + ``checkpoint/state.json``: weights *and* optimizer state after
+  every epoch, the epoch count and the best score so far. ``--resume`` continues from them after
+  Ctrl-C, a kill or a ``--max-minutes`` stop (the epoch count and the LR schedule carry on).
+* ``best.weights.h5``: the weights of the epoch with the best validation mIoU (void ignored).
+* ``weights.weights.h5`` + ``model.json``: the best weights exported in float16 (about 17 MB),
+  loadable with :func:`unet_course.evaluate.load_trained_model`.
+* ``history.csv`` (one row per epoch), ``tensorboard/`` logs, ``metrics.json`` (val mIoU, per-class
+  IoU with class names, pixel accuracy, config, timings) and plots: ``curves.png``,
+  ``per_class_iou.png``, ``confusion.png``, ``predictions.png``.
+
+The loss is softmax cross-entropy on logits with per-pixel weights: 0 on void pixels (never
+learnt, never scored), and either 1 or the median-frequency class weight elsewhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from unet_course import data as data_lib  # noqa: E402
+from unet_course import evaluate as eval_lib  # noqa: E402
+from unet_course.datasets import get_dataset_info  # noqa: E402
+from unet_course.metrics import VoidIgnoringMeanIoU, VoidIgnoringPixelAccuracy  # noqa: E402
+from unet_course.unet import unet_model  # noqa: E402
+
+
+@dataclass
+class TrainConfig:
+    dataset: str = "synthetic"
+    data: str | None = None  # None: the embedded synthetic set (generated on first use)
+    out: str = "runs/default"
+    epochs: int = 20
+    image_size: tuple[int, int] = (96, 128)
+    batch_size: int = 16
+    lr: float = 1e-3
+    min_lr_fraction: float = 0.02
+    schedule: str = "cosine"  # cosine | step | constant
+    warmup_epochs: float = 1.0
+    augment: bool = False
+    class_weights: str = "none"  # median | sqrt_median | none
+    loss: str = "ce"  # ce | weighted_ce (weighted_ce implies median class weights)
+    precision: str = "float32"  # float32 | mixed_bfloat16
+    jit: bool = False
+    resume: bool = False
+    max_minutes: float | None = None
+    strategy: str = "default"  # default | mirrored
+    seed: int = 0
+    n_filters: int = 32
+    val_fraction: float = 0.2
+    verbose: int | None = None  # Keras fit verbosity; None: bar on a terminal, one line per epoch otherwise
+    tensorboard: bool = True
+    plots: bool = True
+    export: bool = True
+    extra: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["image_size"] = list(self.image_size)
+        return d
+
+
+# --- pieces --------------------------------------------------------------------------------------
+
+
+def pixel_weight_table(config: TrainConfig, info, train_pairs) -> np.ndarray:
+    """Loss weight of each id: 0 for void, 1 or the median-frequency weight for the others."""
+    use_median = config.class_weights in ("median", "sqrt_median") or config.loss == "weighted_ce"
+    if use_median:
+        weights = data_lib.class_weights(train_pairs, info)
+        if config.class_weights == "sqrt_median":  # milder balancing: rare classes count, big ones still matter
+            weights = np.sqrt(weights)
+    else:
+        weights = np.ones(info.n_classes, dtype=np.float32)
+    if info.void_id is not None:
+        weights[info.void_id] = 0.0
+    return weights.astype(np.float32)
+
+
+def with_pixel_weights(ds: tf.data.Dataset, table: np.ndarray) -> tf.data.Dataset:
+    """(image, mask) -> (image, mask, per-pixel weight (B, H, W)) for Keras' sample_weight."""
+    table_t = tf.constant(table, tf.float32)
+
+    def add(image, mask):
+        return image, mask, tf.gather(table_t, tf.cast(mask[..., 0], tf.int32))
+
+    return ds.map(add, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+@keras.saving.register_keras_serializable(package="unet_course")
+class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warm-up then cosine decay to ``alpha * peak``, over a length that can be shortened.
+
+    ``total_steps`` is a variable: when a ``--max-minutes`` budget will not fit all ``--epochs``,
+    the run shortens it after measuring epoch times, so the decay still ends at the last epoch
+    that fits instead of being cut off at a high learning rate.
+    """
+
+    def __init__(self, peak: float, total_steps: int, warmup_steps: int = 0, alpha: float = 0.02):
+        self.peak, self.warmup_steps, self.alpha = float(peak), int(warmup_steps), float(alpha)
+        self.initial_total = int(total_steps)
+        self.total_steps = tf.Variable(float(total_steps), trainable=False, dtype=tf.float32, name="lr_total_steps")
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32)
+        warm = float(max(self.warmup_steps, 1))
+        total = tf.maximum(self.total_steps, warm + 1.0)
+        warm_lr = self.peak * (0.1 + 0.9 * tf.minimum(step / warm, 1.0))
+        progress = tf.clip_by_value((step - warm) / (total - warm), 0.0, 1.0)
+        cos_lr = self.peak * (self.alpha + (1 - self.alpha) * 0.5 * (1 + tf.cos(math.pi * progress)))
+        return tf.where(step < warm, warm_lr, cos_lr) if self.warmup_steps > 0 else cos_lr
+
+    def get_config(self):
+        return {"peak": self.peak, "total_steps": self.initial_total, "warmup_steps": self.warmup_steps,
+                "alpha": self.alpha}
+
+
+def lr_schedule(config: TrainConfig, steps_per_epoch: int):
+    total = max(1, config.epochs * steps_per_epoch)
+    if config.schedule == "constant":
+        return config.lr
+    if config.schedule == "step":
+        bounds = [int(total * 0.6), int(total * 0.85)]
+        return keras.optimizers.schedules.PiecewiseConstantDecay(bounds, [config.lr, config.lr * 0.2, config.lr * 0.04])
+    if config.schedule == "cosine":
+        warmup = min(int(config.warmup_epochs * steps_per_epoch), total // 4)
+        return WarmupCosine(config.lr, total, warmup, config.min_lr_fraction)
+    raise ValueError(f"unknown schedule {config.schedule!r}")
+
+
+def build_model(config: TrainConfig, n_classes: int) -> keras.Model:
+    """The reference U-Net; under mixed precision a float32 identity layer on top of the logits."""
+    h, w = config.image_size
+    base = unet_model(input_size=(h, w, 3), n_filters=config.n_filters, n_classes=n_classes)
+    if config.precision == "float32":
+        return base
+    logits = keras.layers.Activation("linear", dtype="float32", name="logits_float32")(base.output)
+    return keras.Model(base.input, logits, name="unet_mixed")
+
+
+class RunState(keras.callbacks.Callback):
+    """Per-epoch checkpoint (weights + optimizer + epoch + best score), best-model keeping, time budget.
+
+    Files are written to a temporary name and renamed, so a kill mid-write leaves the previous
+    checkpoint intact.
+    """
+
+    def __init__(self, out: Path, state: dict, max_minutes: float | None, log=print, schedule=None,
+                 steps_per_epoch: int = 1, epochs: int = 1):
+        super().__init__()
+        self.schedule = schedule if isinstance(schedule, WarmupCosine) else None
+        self.steps_per_epoch = steps_per_epoch
+        # Same --epochs as the run being resumed: keep its (possibly budget-shortened) plan.
+        if state.get("epochs_arg") != epochs or not state.get("planned_epochs"):
+            state["planned_epochs"] = epochs
+        state["epochs_arg"] = epochs
+        if self.schedule is not None:
+            self.schedule.total_steps.assign(float(state["planned_epochs"] * steps_per_epoch))
+        self.out = out
+        self.ckpt_dir = out / "checkpoint"
+        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+        self.state = state
+        self.budget = None if max_minutes is None else max_minutes * 60.0
+        self.log = log
+        self.t_start = time.time()
+        self.epoch_t0 = None
+        self.stopped_for_time = False
+        self.epochs_seen = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch_t0 = time.time()
+
+    def _atomic_save_weights(self, path: Path):
+        tmp = path.with_name("tmp_" + path.name)
+        self.model.save_weights(tmp)
+        os.replace(tmp, path)
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        now = time.time()
+        seconds = now - self.epoch_t0
+        score = float(logs.get("val_miou", float("nan")))
+        st = self.state
+        st["epoch"] = epoch + 1
+        st["epoch_seconds"].append(round(seconds, 2))
+        st["train_seconds"] = round(st.get("train_seconds", 0.0) + seconds, 2)
+        if np.isfinite(score) and score > st.get("best_miou", -1.0):
+            st["best_miou"], st["best_epoch"] = score, epoch + 1
+            self._atomic_save_weights(self.out / "best.weights.h5")
+        if self.budget is not None:
+            elapsed = now - self.t_start
+            recent = st["epoch_seconds"][-3:]
+            per_epoch = max(seconds, float(np.mean(recent))) * 1.03
+            fits = min(epoch + 1 + int(max(0.0, self.budget - elapsed) // per_epoch), st["epochs_arg"])
+            self.epochs_seen += 1
+            # Re-plan from measured epoch times (not the first epoch of a process: it includes tracing
+            # and cache filling), in steps of 2+ epochs so that noise does not wiggle the schedule.
+            # Lengthen only early on (a later rise would push the learning rate back up); shorten any time.
+            shorter = fits <= st["planned_epochs"] - 2 or fits <= epoch + 1
+            longer = fits >= st["planned_epochs"] + 2 and epoch + 1 < 0.3 * st["planned_epochs"]
+            if self.epochs_seen >= 2 and (shorter or longer) or fits <= epoch + 1:
+                st["planned_epochs"] = max(fits, epoch + 1)
+                self.log(f"time budget: about {fits} epochs fit in {self.budget / 60:.0f} min "
+                         f"({per_epoch:.0f} s each); the LR schedule now ends at epoch {st['planned_epochs']}")
+                if self.schedule is not None:
+                    self.schedule.total_steps.assign(float(st["planned_epochs"] * self.steps_per_epoch))
+            if epoch + 1 >= st["planned_epochs"] and not self.params.get("epochs", 0) <= epoch + 1:
+                self.log(f"stopping after epoch {epoch + 1}: planned length reached within the time budget")
+                self.stopped_for_time = True
+                self.model.stop_training = True
+            elif elapsed + seconds > self.budget:
+                self.log(f"time budget: {elapsed / 60:.1f} min used, next epoch (~{seconds / 60:.1f} min) "
+                         f"would pass {self.budget / 60:.1f} min; stopping after epoch {epoch + 1}")
+                self.stopped_for_time = True
+                self.model.stop_training = True
+        self._atomic_save_weights(self.ckpt_dir / "last.weights.h5")
+        tmp = self.ckpt_dir / "tmp_state.json"
+        tmp.write_text(json.dumps(st, indent=2))
+        os.replace(tmp, self.ckpt_dir / "state.json")
+
+
+class ScalarEvents(keras.callbacks.Callback):
+    """Per-epoch scalars as TensorBoard event files, written with TensorFlow's own summary ops.
+
+    Used when the ``tensorboard`` package (which Keras' TensorBoard callback needs even to write)
+    is not installed; ``tensorboard --logdir OUT/tensorboard`` reads these files the same way.
+    """
+
+    def __init__(self, log_dir: Path):
+        super().__init__()
+        self.writers = {name: tf.summary.create_file_writer(str(log_dir / name)) for name in ("train", "validation")}
+        from tensorflow.core.framework import summary_pb2
+
+        self.metadata = summary_pb2.SummaryMetadata()
+        self.metadata.plugin_data.plugin_name = "scalars"
+
+    def on_epoch_end(self, epoch, logs=None):
+        for key, value in (logs or {}).items():
+            split, tag = ("validation", key[4:]) if key.startswith("val_") else ("train", key)
+            with self.writers[split].as_default():
+                tf.summary.write("epoch_" + tag, tf.constant(float(value)), step=epoch, metadata=self.metadata)
+        for w in self.writers.values():
+            w.flush()
+
+
+def tensorboard_callback(log_dir: Path) -> keras.callbacks.Callback:
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        return ScalarEvents(log_dir)
+    return keras.callbacks.TensorBoard(log_dir=str(log_dir), write_graph=False, update_freq="epoch", profile_batch=0)
+
+
+def _datasets(config: TrainConfig, info):
+    root = config.data
+    if root is None:
+        if config.dataset != "synthetic":
+            raise ValueError(f"--data is required for dataset {config.dataset!r}")
+        from unet_course.synthetic import ensure_default_dataset
+
+        root = str(ensure_default_dataset(progress=False))
+    if info.layout == "camvid":
+        train_pairs = data_lib.list_pairs(root, info, "train")
+        val_pairs = data_lib.list_pairs(root, info, "val")
+    else:
+        train_pairs, val_pairs = data_lib.split_pairs(data_lib.list_pairs(root, info), config.val_fraction, config.seed)
+    return root, train_pairs, val_pairs
+
+
+def train(config: TrainConfig | dict) -> dict:
+    """Train (or resume) per ``config``; returns the metrics dict also written to ``metrics.json``."""
+    if isinstance(config, dict):
+        config = TrainConfig(**config)
+    config.image_size = tuple(int(v) for v in config.image_size)
+    t0 = time.time()
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    log_file = open(out / "train.log", "a")
+
+    def log(msg):
+        line = f"[{time.strftime('%H:%M:%S')}] {msg}"
+        print(line, flush=True)
+        log_file.write(line + "\n")
+        log_file.flush()
+
+    info = get_dataset_info(config.dataset)
+    keras.utils.set_random_seed(config.seed)
+    root, train_pairs, val_pairs = _datasets(config, info)
+    table = pixel_weight_table(config, info, train_pairs)
+    log(f"{info.name}: {len(train_pairs)} train / {len(val_pairs)} val images from {root}; "
+        f"input {config.image_size}; pixel weights {np.round(table, 3).tolist()}")
+
+    train_ds = data_lib.make_dataset(train_pairs, info, config.image_size, config.batch_size, shuffle=True,
+                                     seed=config.seed, augment=config.augment)
+    val_ds = data_lib.make_dataset(val_pairs, info, config.image_size, config.batch_size)
+    train_ds, val_ds = with_pixel_weights(train_ds, table), with_pixel_weights(val_ds, table)
+    steps_per_epoch = math.ceil(len(train_pairs) / config.batch_size)
+
+    ckpt_dir = out / "checkpoint"
+    state_file = ckpt_dir / "state.json"
+    state = {"epoch": 0, "best_miou": -1.0, "best_epoch": 0, "epoch_seconds": [], "train_seconds": 0.0,
+             "config": config.to_json()}
+    resumed_from = 0
+    if config.resume and state_file.exists():
+        state = json.loads(state_file.read_text())
+        state["config"] = config.to_json()
+        resumed_from = state["epoch"]
+    elif config.resume:
+        log("--resume: no checkpoint yet, starting from scratch")
+    elif state_file.exists():
+        log("a checkpoint exists but --resume was not given: starting again (it will be overwritten)")
+
+    previous_policy = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(config.precision)
+    strategy = tf.distribute.MirroredStrategy() if config.strategy == "mirrored" else tf.distribute.get_strategy()
+    try:
+        with strategy.scope():
+            model = build_model(config, info.n_classes)
+            schedule = lr_schedule(config, steps_per_epoch)
+            optimizer = keras.optimizers.Adam(learning_rate=schedule)
+            model.compile(
+                optimizer=optimizer,
+                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                metrics=[VoidIgnoringPixelAccuracy(info.n_classes, info.void_id),
+                         VoidIgnoringMeanIoU(info.n_classes, info.void_id)],
+                jit_compile=config.jit,
+            )
+            if resumed_from:
+                optimizer.build(model.trainable_variables)
+                model.load_weights(ckpt_dir / "last.weights.h5")
+                log(f"resumed from epoch {resumed_from} (best val mIoU {state['best_miou']:.4f} at epoch "
+                    f"{state['best_epoch']}; optimizer step {int(optimizer.iterations.numpy())})")
+    finally:
+        keras.mixed_precision.set_global_policy(previous_policy)
+
+    run_state = RunState(out, state, config.max_minutes, log, schedule=schedule, steps_per_epoch=steps_per_epoch, epochs=config.epochs)
+    callbacks = [run_state, keras.callbacks.CSVLogger(str(out / "history.csv"), append=bool(resumed_from))]
+    if config.tensorboard:
+        callbacks.append(tensorboard_callback(out / "tensorboard"))
+    verbose = config.verbose if config.verbose is not None else (1 if sys.stdout.isatty() else 2)
+    fit_seconds = 0.0
+    interrupted = False
+    if resumed_from < config.epochs:
+        log(f"training epochs {resumed_from + 1}..{config.epochs} ({steps_per_epoch} steps each, "
+            f"batch {config.batch_size}, {config.precision}, jit={config.jit})")
+        t_fit = time.time()
+        try:
+            model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, initial_epoch=resumed_from,
+                      callbacks=callbacks, verbose=verbose, shuffle=False)
+        except KeyboardInterrupt:
+            interrupted = True
+            log(f"interrupted; last checkpoint is epoch {state['epoch']} — rerun with --resume to continue")
+        fit_seconds = time.time() - t_fit
+    else:
+        log(f"already trained {resumed_from} epochs (>= --epochs {config.epochs}); only scoring")
+    log_file.close()
+    if interrupted:
+        raise KeyboardInterrupt
+
+    return finish(config, info, model, state, out, val_pairs, t0, fit_seconds, run_state.stopped_for_time,
+                  len(train_pairs), resumed_from)
+
+
+def finish(config, info, model, state, out: Path, val_pairs, t0, fit_seconds, stopped_for_time,
+           n_train, resumed_from) -> dict:
+    """Best weights -> scores on the val split (model size and, for camvid, label size), plots, export."""
+    best = out / "best.weights.h5"
+    if best.exists():
+        model.load_weights(best)
+    t_eval = time.time()
+    native = info.layout == "camvid"
+    res = eval_lib.score_pairs(model, val_pairs, info, config.image_size, batch_size=config.batch_size,
+                               native=native, collect=4)
+    eval_seconds = time.time() - t_eval
+    epochs_this_run = max(0, state["epoch"] - resumed_from)
+    img_per_s = None
+    if epochs_this_run and fit_seconds > 0:
+        recent = state["epoch_seconds"][-epochs_this_run:]
+        img_per_s = n_train * len(recent) / sum(recent)
+    meta = eval_lib.model_meta(info, config.image_size, config.n_filters, trained_epochs=state["epoch"],
+                               best_epoch=state["best_epoch"])
+    metrics = {
+        "dataset": info.name,
+        "val_split_size": len(val_pairs),
+        "val_miou": res["model_size"]["miou"],
+        "val_pixel_accuracy": res["model_size"]["pixel_accuracy"],
+        "val": res["model_size"],
+        "val_native": res["native"],
+        "native_size": [list(v) for v in res["label_sizes"]] if native else None,
+        "best_epoch": state["best_epoch"],
+        "best_val_miou_during_training": state["best_miou"],
+        "epochs_done": state["epoch"],
+        "stopped_for_time": stopped_for_time,
+        "timings": {
+            "total_seconds_this_run": round(time.time() - t0, 1),
+            "fit_seconds_this_run": round(fit_seconds, 1),
+            "train_seconds_all_runs": state.get("train_seconds"),
+            "mean_epoch_seconds": round(float(np.mean(state["epoch_seconds"])), 2) if state["epoch_seconds"] else None,
+            "train_images_per_second_incl_val": round(img_per_s, 2) if img_per_s else None,
+            "eval_seconds": round(eval_seconds, 1),
+        },
+        "config": config.to_json(),
+        "versions": {"tensorflow": tf.__version__, "keras": keras.__version__},
+    }
+    if config.export:
+        eval_lib.export_weights(model, out / "weights.weights.h5", meta)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    if config.plots:
+        key = "native" if native else "model_size"
+        if (out / "history.csv").exists():
+            eval_lib.plot_history_csv(out / "history.csv", out / "curves.png")
+        eval_lib.plot_per_class_iou(res[key], out / "per_class_iou.png",
+                                    f"val per-class IoU ({'at label resolution' if native else 'at model size'})")
+        eval_lib.plot_confusion(res["confusion_" + key], info, out / "confusion.png")
+        eval_lib.plot_prediction_grid(res["samples"], info, out / "predictions.png")
+    return metrics
+
+
+def parse_args(argv=None) -> TrainConfig:
+    p = argparse.ArgumentParser(description="Train the course's reference U-Net.")
+    p.add_argument("--dataset", choices=["synthetic", "carla", "camvid"], default="synthetic")
+    p.add_argument("--data", default=None, help="dataset folder (synthetic: default embedded set)")
+    p.add_argument("--out", required=True, help="run folder (checkpoints, logs, metrics, plots, weights)")
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--image-size", type=int, nargs=2, default=[96, 128], metavar=("H", "W"))
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--schedule", choices=["cosine", "step", "constant"], default="cosine")
+    p.add_argument("--warmup-epochs", type=float, default=1.0)
+    p.add_argument("--augment", action="store_true", help="flips, scale-crop, colour jitter (train only)")
+    p.add_argument("--class-weights", choices=["median", "sqrt_median", "none"], default="none",
+                   help="per-pixel loss weights of the real classes (void is always 0)")
+    p.add_argument("--loss", choices=["ce", "weighted_ce"], default="ce")
+    p.add_argument("--precision", choices=["float32", "mixed_bfloat16"], default="float32")
+    p.add_argument("--jit", action="store_true", help="XLA-compile the train step")
+    p.add_argument("--resume", action="store_true", help="continue from out/checkpoint")
+    p.add_argument("--max-minutes", type=float, default=None, help="stop after the epoch that would overrun this")
+    p.add_argument("--strategy", choices=["default", "mirrored"], default="default")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n-filters", type=int, default=32, help="U-Net width (32 = the assignment's model)")
+    p.add_argument("--val-fraction", type=float, default=0.2, help="carla/synthetic: files held out")
+    p.add_argument("--verbose", type=int, default=None)
+    p.add_argument("--no-tensorboard", dest="tensorboard", action="store_false")
+    p.add_argument("--no-plots", dest="plots", action="store_false")
+    a = p.parse_args(argv)
+    return TrainConfig(dataset=a.dataset, data=a.data, out=a.out, epochs=a.epochs, image_size=tuple(a.image_size),
+                       batch_size=a.batch_size, lr=a.lr, schedule=a.schedule, warmup_epochs=a.warmup_epochs,
+                       augment=a.augment, class_weights=a.class_weights, loss=a.loss, precision=a.precision,
+                       jit=a.jit, resume=a.resume, max_minutes=a.max_minutes, strategy=a.strategy, seed=a.seed,
+                       n_filters=a.n_filters, val_fraction=a.val_fraction, verbose=a.verbose,
+                       tensorboard=a.tensorboard, plots=a.plots)
+
+
+def main(argv=None) -> int:
+    config = parse_args(argv)
+    try:
+        metrics = train(config)
+    except KeyboardInterrupt:
+        return 130
+    summary = {k: metrics[k] for k in ("val_miou", "val_pixel_accuracy", "best_epoch", "epochs_done")}
+    if metrics.get("val_native"):
+        summary["val_miou_native"] = metrics["val_native"]["miou"]
+        summary["val_pixel_accuracy_native"] = metrics["val_native"]["pixel_accuracy"]
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
