@@ -24,7 +24,8 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from unet_course.datasets import SYNTHETIC  # noqa: E402
-from unet_course.synthetic import colour_lookup_scores, generate, scores_from_confusion  # noqa: E402
+from unet_course.metrics import scores_from_confusion  # noqa: E402
+from unet_course.synthetic import colour_lookup_scores, generate  # noqa: E402
 
 SMALL = (96, 128)  # (height, width) for the CNN check
 
@@ -71,7 +72,7 @@ def tiny_cnn_scores(train, test, epochs):
     truth = np.stack([ids for _, ids in test])
     confusion = np.bincount(truth.ravel().astype(np.int64) * n_classes + predicted.ravel(),
                             minlength=n_classes * n_classes).reshape(n_classes, n_classes)
-    return scores_from_confusion(confusion)
+    return scores_from_confusion(confusion, SYNTHETIC.void_id)
 
 
 def main():
@@ -99,11 +100,11 @@ def main():
         train_ids, test_ids = range(n_train), range(args.frames - n_test, args.frames)
         full = colour_lookup_scores(load_frames(folder, train_ids), load_frames(folder, test_ids))
         print(f"colour lookup (5 bits/channel), 480x640, {n_train} train / {n_test} test frames: "
-              f"pixel accuracy {full['pixel_accuracy']:.3f}, mIoU {full['mean_iou']:.3f}")
+              f"pixel accuracy {full['pixel_accuracy']:.3f}, mIoU {full['miou']:.3f}")
 
         train_small, test_small = load_frames(folder, train_ids, SMALL), load_frames(folder, test_ids, SMALL)
     small = colour_lookup_scores(train_small, test_small)
-    print(f"colour lookup at 96x128: pixel accuracy {small['pixel_accuracy']:.3f}, mIoU {small['mean_iou']:.3f}")
+    print(f"colour lookup at 96x128: pixel accuracy {small['pixel_accuracy']:.3f}, mIoU {small['miou']:.3f}")
     truth = np.concatenate([ids.ravel() for _, ids in test_small])
     print(f"majority class ({SYNTHETIC.class_names[np.bincount(truth).argmax()]}) at 96x128: "
           f"pixel accuracy {np.mean(truth == np.bincount(truth).argmax()):.3f}")
@@ -111,7 +112,7 @@ def main():
         start = time.perf_counter()
         cnn = tiny_cnn_scores(train_small, test_small, args.cnn_epochs)
         print(f"tiny CNN at 96x128, {args.cnn_epochs} epochs ({time.perf_counter() - start:.0f} s): "
-              f"pixel accuracy {cnn['pixel_accuracy']:.3f}, mIoU {cnn['mean_iou']:.3f}")
+              f"pixel accuracy {cnn['pixel_accuracy']:.3f}, mIoU {cnn['miou']:.3f}")
 
 
 if __name__ == "__main__":

@@ -161,4 +161,4 @@ def test_colour_alone_does_not_solve_the_task(small_frames):
     """
     scores = colour_lookup_scores(small_frames[:30], small_frames[30:])
     assert scores["pixel_accuracy"] < 0.65
-    assert scores["mean_iou"] < 0.25
+    assert scores["miou"] < 0.25

@@ -43,6 +43,9 @@ def main() -> int:
     print(instructor.summary_table(results))
 
     step("5/5 A short training of the assignment's U-Net on the default data (2 epochs)")
+    from unet_course.course import import_tensorflow_quietly
+
+    import_tensorflow_quietly()  # keep TensorFlow's C++ start-up lines out of the demo's output
     from unet_course.train import TrainConfig, train
 
     run_dir = course / "runs" / "demo"

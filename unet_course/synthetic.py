@@ -860,7 +860,7 @@ def ensure_default_dataset(n_frames: int = DEFAULT_FRAMES, seed: int = 0, progre
 
 
 def colour_lookup_scores(train, test, bits: int = 5, n_classes: int = SYNTHETIC.n_classes,
-                         void_id: int | None = SYNTHETIC.void_id) -> dict[str, float]:
+                         void_id: int | None = SYNTHETIC.void_id) -> dict:
     """Fit the best colour -> class table on ``train`` and score it on ``test``.
 
     ``train`` and ``test`` are iterables of ``(rgb, ids)`` frames. Colours are quantised to
@@ -880,6 +880,8 @@ def colour_lookup_scores(train, test, bits: int = 5, n_classes: int = SYNTHETIC.
     for rgb, ids in test:
         confusion += np.bincount(ids.ravel().astype(np.int64) * n_classes + table[_colour_keys(rgb, shift)],
                                  minlength=confusion.size)
+    from unet_course.metrics import scores_from_confusion  # lazy: keeps TensorFlow out of the generator
+
     return scores_from_confusion(confusion.reshape(n_classes, n_classes), void_id)
 
 
@@ -887,21 +889,6 @@ def _colour_keys(rgb, shift):
     quantised = (rgb >> shift).astype(np.int64).reshape(-1, 3)
     bits = 8 - shift
     return (quantised[:, 0] << 2 * bits) | (quantised[:, 1] << bits) | quantised[:, 2]
-
-
-def scores_from_confusion(confusion: np.ndarray, void_id: int | None = SYNTHETIC.void_id) -> dict[str, float]:
-    """Pixel accuracy and mean IoU from a (true, predicted) confusion matrix.
-
-    Pixels whose true class is void are not scored; mIoU averages the non-void classes that
-    occur in the truth or the predictions.
-    """
-    scored = [c for c in range(len(confusion)) if c != void_id]
-    confusion = confusion[scored]  # rows: scored true classes; columns: every prediction
-    true_positive = confusion[np.arange(len(scored)), scored]
-    union = confusion.sum(axis=1) + confusion[:, scored].sum(axis=0) - true_positive
-    present = union > 0
-    return {"pixel_accuracy": float(true_positive.sum() / max(confusion.sum(), 1)),
-            "mean_iou": float((true_positive[present] / union[present]).mean()) if present.any() else 0.0}
 
 
 def main(argv=None) -> None:
