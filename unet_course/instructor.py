@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -143,7 +144,9 @@ def _failing_tests(path: Path) -> list[str]:
             if output.get("output_type") == "error" and cell.get("metadata", {}).get("nbgrader", {}).get("grade"):
                 message = output.get("evalue", "").splitlines()
                 detail = next((line.strip(" -") for line in message[1:] if line.strip()), message[0] if message else "")
-                problems.append(f"{grade_id}: {detail[:160]}")
+                detail = re.sub(r"^\[[^\]]*\]\s*", "", detail)  # drop the "[configuration]" prefix
+                test = grade_id.removeprefix("test_").replace("_public", " (public)").replace("_hidden", " (hidden)")
+                problems.append(f"{test}: {detail[:160]}")
     return problems
 
 
@@ -158,7 +161,8 @@ def summary_table(results: list[StudentResult]) -> str:
             cells.append(f"{score:g}/{maximum:g}")
         score, maximum = r.total
         cells.append(f"{score:g}/{maximum:g}")
-        cells.append("; ".join(r.problems[:2])[:110] + (" ..." if len(r.problems) > 2 else "") if r.problems else "-")
+        more = f" (+{len(r.problems) - 1} more)" if len(r.problems) > 1 else ""
+        cells.append(r.problems[0][:140] + more if r.problems else "-")
         rows.append(cells)
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header) - 1)]
     lines = []
