@@ -309,7 +309,7 @@ def train(config: TrainConfig | dict) -> dict:
     keras.utils.set_random_seed(config.seed)
     root, train_pairs, val_pairs = _datasets(config, info)
     table = pixel_weight_table(config, info, train_pairs)
-    log(f"{info.name}: {len(train_pairs)} train / {len(val_pairs)} val images from {root}; "
+    log(f"{info.name}: {len(train_pairs)} train / {len(val_pairs)} val images from {Path(root).name}/; "
         f"input {config.image_size}; pixel weights {np.round(table, 3).tolist()}")
 
     train_ds = data_lib.make_dataset(train_pairs, info, config.image_size, config.batch_size, shuffle=True,
