@@ -236,8 +236,9 @@ class SampleExplorer:
         self.overlay = widgets.Checkbox(value=True, description="overlay mask")
         self.opacity = widgets.FloatSlider(value=0.5, min=0.0, max=1.0, step=0.05, description="opacity")
         self.highlight = widgets.Dropdown(
-            options=[("all classes", None)] + [(f"{i} {n}", i) for i, n in enumerate(info.class_names)],
-            value=None, description="highlight")
+            # -1, not None: ipywidgets shows a None value as an empty box in the browser
+            options=[("all classes", -1)] + [(f"{i} {n}", i) for i, n in enumerate(info.class_names)],
+            value=-1, description="highlight")
         self.image = widgets.Image(format="png")
         self.widget = widgets.VBox([widgets.HBox([self.slider, self.overlay]),
                                     widgets.HBox([self.opacity, self.highlight]), self.image])
@@ -270,7 +271,7 @@ class SampleExplorer:
         """The figure for one sample under the current control settings."""
         image, mask = self.samples[index]
         rgb, true_ids = _rgb(image), _ids(mask)
-        focus = self.highlight.value
+        focus = self.highlight.value if self.highlight.value >= 0 else None
         panels = [("image" + (" + true mask" if self.overlay.value else ""), self._overlaid(rgb, true_ids, focus)),
                   ("true mask", self._mask_picture(true_ids, focus))]
         shown_ids = set(np.unique(true_ids).tolist())
