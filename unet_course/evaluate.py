@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import tempfile
@@ -174,6 +175,9 @@ def score_pairs(model, pairs, info: DatasetInfo, image_size, batch_size: int = 8
     big = ConfusionAccumulator(info.n_classes, info.void_id)
     samples = []
     label_sizes = set()
+    n_batches = math.ceil(len(pairs) / batch_size)
+    batch_index, stride = 0, max(1, n_batches // max(collect, 1))
+    per_batch = max(1, math.ceil(collect / n_batches)) if collect else 0
     ds = _native_dataset(pairs, info, image_size, batch_size)
     for images, masks in ds:
         logits = model(images, training=False)
@@ -186,8 +190,10 @@ def score_pairs(model, pairs, info: DatasetInfo, image_size, batch_size: int = 8
         if native:
             up = tf.image.resize(logits, masks_np.shape[1:3], method="bilinear")
             big.update(masks_np[..., 0], tf.argmax(up, axis=-1).numpy())
-        for k in range(min(len(pred_small), collect - len(samples))):
-            samples.append((images[k].numpy(), small_masks[k, ..., 0], pred_small[k]))
+        if collect and len(samples) < collect and batch_index % stride == 0:  # spread over the split
+            for k in range(min(per_batch, len(pred_small), collect - len(samples))):
+                samples.append((images[k].numpy(), small_masks[k, ..., 0], pred_small[k]))
+        batch_index += 1
     names = info.class_names
     return {
         "model_size": scores_from_confusion(small.matrix, info.void_id, names),
