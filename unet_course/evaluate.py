@@ -60,15 +60,20 @@ def model_meta(info: DatasetInfo, image_size, n_filters: int, **extra) -> dict:
     return meta
 
 
-def _plain_copy(model: keras.Model, meta: dict) -> keras.Model:
-    """A float32, uncompiled reference U-Net holding ``model``'s weights (drops wrappers/optimizer)."""
+def _float32_unet(meta: dict) -> keras.Model:
+    """The reference U-Net described by ``meta``, built in float32 whatever the global policy."""
     policy = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy("float32")
     try:
-        plain = unet_model(input_size=tuple(meta["input_size"]), n_filters=meta["n_filters"],
-                           n_classes=meta["n_classes"])
+        return unet_model(input_size=tuple(meta["input_size"]), n_filters=meta["n_filters"],
+                          n_classes=meta["n_classes"])
     finally:
         keras.mixed_precision.set_global_policy(policy)
+
+
+def _plain_copy(model: keras.Model, meta: dict) -> keras.Model:
+    """A float32, uncompiled reference U-Net holding ``model``'s weights (drops wrappers/optimizer)."""
+    plain = _float32_unet(meta)
     plain.set_weights([np.asarray(w, dtype=np.float32) for w in model.get_weights()])
     return plain
 
@@ -128,13 +133,7 @@ def load_trained_model(path) -> tuple[keras.Model, dict]:
         path = path / meta.get("weights_file", "weights.weights.h5")
     else:
         meta = json.loads(meta_path(path).read_text())
-    policy = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy("float32")
-    try:
-        model = unet_model(input_size=tuple(meta["input_size"]), n_filters=meta["n_filters"],
-                           n_classes=meta["n_classes"])
-    finally:
-        keras.mixed_precision.set_global_policy(policy)
+    model = _float32_unet(meta)
     with tempfile.TemporaryDirectory() as tmp:
         full = Path(tmp) / "full.weights.h5"
         _convert_h5(path, full, np.float32)
@@ -213,30 +212,22 @@ def _save(fig, path, dpi=80):
 
 
 def plot_history_csv(csv_path, out_png) -> None:
-    """Loss / pixel accuracy / mIoU curves (train and val) from a Keras CSVLogger file."""
+    """Loss / pixel accuracy / mIoU curves (train and val) from the run's CSV history.
+
+    Drawn by :func:`unet_course.visualize.plot_history`, the same function the notebooks use.
+    """
     import csv
 
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
+    from unet_course.visualize import plot_history
 
     with open(csv_path) as f:
         rows = list(csv.DictReader(f))
     if not rows:
         return
-    epochs = [int(r["epoch"]) + 1 for r in rows]
-    fig = Figure(figsize=(13, 3.6))
-    for k, key in enumerate(("loss", "pixel_accuracy", "miou")):
-        ax = fig.add_subplot(1, 3, k + 1)
-        for prefix, style in (("", "-"), ("val_", "--")):
-            if prefix + key in rows[0]:
-                ax.plot(epochs, [float(r[prefix + key]) for r in rows], style,
-                        label=("val " if prefix else "train ") + key)
-        ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_title(key)
-        ax.grid(alpha=0.3)
-        ax.legend()
-    _save(fig, out_png)
+    keys = [k for k in ("loss", "pixel_accuracy", "miou") if k in rows[0]]
+    curves = {prefix + k: [float(r[prefix + k]) for r in rows]
+              for k in keys for prefix in ("", "val_") if prefix + k in rows[0]}
+    _save(plot_history(curves, show=False), out_png)
 
 
 def plot_per_class_iou(scores: dict, out_png, title="per-class IoU") -> None:
