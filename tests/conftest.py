@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from pg_server import postgres_db_url, postgres_url  # noqa: F401  (fixtures: a real PostgreSQL server)
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 ROOT = Path(__file__).resolve().parent.parent
