@@ -1,0 +1,192 @@
+"""Collect submissions from an LMS download (one zip) with nbgrader's own ``nbgrader zip_collect``.
+
+    collect_zip(course, Path("submissions.zip"))  # -> ["alice", "smithjohn", ...]
+
+The zip is checked here before nbgrader sees it, because nbgrader's extractor trusts it: it
+unpacks archives found inside the zip without limit and would silently drop or mis-file some
+names. Each notebook's student is decided by :func:`student_of`, here (to report clashes before
+anything is written) and inside nbgrader (through :class:`LmsCollector`), so both always agree.
+
+A custom collector rather than ``--FileNameCollectorPlugin.named_regexp``: nbgrader accepts one
+regular expression, matched against the absolute path, and Python forbids a group name twice even
+in alternatives, so one regexp cannot hold Canvas, Moodle and plain names, nor lowercase an id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import shutil
+import stat
+import subprocess
+import sys
+import unicodedata
+import zipfile
+import zlib
+from pathlib import Path, PurePosixPath
+
+from nbgrader.plugins import FileNameCollectorPlugin
+
+from unet_course.submissions import ASSIGNMENT, NOTEBOOK
+
+MAX_UNCOMPRESSED = 2 * 1024**3  # bytes; a class of notebooks is megabytes, more is a zip bomb or a mistake
+# The copy nbgrader extracts gets an extension of its own, and ExtractorPlugin.zip_ext lists only
+# that one: archives inside the zip are then left packed (nbgrader would unpack them recursively,
+# unchecked), and an upper-case ".ZIP" download is still unpacked.
+ARCHIVE = "submissions.lmszip"
+log = logging.getLogger(__name__)
+
+# Moodle: "Full Name_<participant>_assignsubmission_file_<file>" or, downloaded in folders (the
+# default since Moodle 3.1), a folder "Full Name_<participant>_assignsubmission_file/<file>".
+MOODLE = re.compile(r"(?P<name>[^_]+)_(?P<number>\d+)_assignsubmission_file(?:_|$)")
+# Blackboard: "<assignment>_<username>_attempt_<YYYY-MM-DD-HH-MM-SS>[_<file>].ipynb".
+BLACKBOARD = re.compile(r".*_(?P<name>[^_]+)_attempt_\d{4}(?:-\d\d){5}(?:_.*)?\.ipynb$")
+# Canvas: "<lastnamefirstname>_[late_]<user id>_<submission id>_<file>.ipynb".
+CANVAS = re.compile(r"(?P<name>[^_]+)_(?:late_)?\d+_\d+_.*\.ipynb$", re.IGNORECASE)
+
+
+class ZipCollectError(RuntimeError):
+    """The zip cannot be collected as it is; the message names the file and what is wrong."""
+
+
+def normalise(name: str) -> str:
+    """A student id that is a safe folder name: lowercase ``[a-z0-9_-]``, other runs -> ``_``.
+
+    Accents are dropped first (Zoë -> zoe) so ids stay readable; a name with nothing left
+    (李雷) gets a stable hash instead of an empty id. Leading '-' is removed: ids go on command lines.
+    """
+    plain = "".join(c for c in unicodedata.normalize("NFKD", name) if not unicodedata.combining(c)).lower()
+    safe = re.sub(r"[^a-z0-9_-]+", "_", plain).strip("_-")
+    return safe or "student_" + hashlib.sha1(name.encode()).hexdigest()[:8]
+
+
+def student_of(member: str) -> str | None:
+    """Whose notebook ``member`` (a path inside the zip) is, or None when the name cannot tell.
+
+    Moodle, Blackboard and Canvas names carry the student; any notebook name is accepted there,
+    because students rename notebooks. Otherwise ``<student>.ipynb``, or ``<student>/unet_segmentation.ipynb``
+    (the folder names the student). Canvas ids are the ``lastnamefirstname`` Canvas writes (readable,
+    the same across assignments); two students with one name are reported as a clash, never merged.
+    """
+    parts = PurePosixPath(member).parts
+    for part in reversed(parts):
+        if match := MOODLE.match(part):
+            name = match["name"]  # blind marking writes "Participant_<number>" for everyone
+            return normalise(f"participant_{match['number']}" if name.lower() == "participant" else name)
+    if match := BLACKBOARD.match(parts[-1]) or CANVAS.match(parts[-1]):
+        return normalise(match["name"])
+    if parts[-1] == NOTEBOOK:
+        return normalise(parts[-2]) if len(parts) > 1 else None
+    return normalise(PurePosixPath(parts[-1]).stem)
+
+
+def _is_notebook(member: str) -> bool:
+    """A notebook to collect: not a folder, checkpoint, macOS resource fork (``__MACOSX/._x.ipynb``)..."""
+    parts = PurePosixPath(member).parts
+    return member.endswith(".ipynb") and not any(p.startswith(".") or p == "__MACOSX" for p in parts)
+
+
+def _check_member(zip_path: Path, info: zipfile.ZipInfo) -> None:
+    """Refuse names that would escape the extraction folder, cannot be created, or break nbgrader's copy."""
+    name = info.filename
+    parts = re.split(r"[\\/]", name)
+    if name.startswith(("/", "\\")) or re.match(r"[A-Za-z]:", name) or ".." in parts:
+        raise ZipCollectError(f"{zip_path}: member {name!r} points outside the zip's folder (absolute path or '..'); "
+                              "refusing the whole zip")
+    if any(len(part.encode()) > 255 for part in parts):
+        raise ZipCollectError(f"{zip_path}: member {name[:80]!r}... has a name longer than 255 bytes, "
+                              "which no file system can create; rename it in the zip")
+    mode, needed = info.external_attr >> 16, (0o700 if info.is_dir() else 0o600)
+    if mode and (mode & needed != needed or mode & 0o7000):  # nbgrader's extractor applies zip modes
+        raise ZipCollectError(f"{zip_path}: member {name!r} has permissions {stat.filemode(mode)} "
+                              "(unreadable or set-uid); re-create the zip")
+
+
+def read_plan(zip_path: Path) -> dict[str, zipfile.ZipInfo]:
+    """Check the zip and map each student id to their one notebook in it; nothing is written."""
+    if not zip_path.is_file() or not zipfile.is_zipfile(zip_path):
+        raise ZipCollectError(f"{zip_path} is not a zip file (download the submissions as one .zip from the LMS)")
+    try:
+        with zipfile.ZipFile(zip_path) as archive:
+            members = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError) as error:
+        raise ZipCollectError(f"{zip_path} is not a readable zip file: {error}") from error
+    if not members:
+        raise ZipCollectError(f"{zip_path} is an empty zip")
+    for info in members:
+        _check_member(zip_path, info)
+    total = sum(info.file_size for info in members)
+    if total > MAX_UNCOMPRESSED:
+        raise ZipCollectError(f"{zip_path} would unpack to {total:,} bytes (limit {MAX_UNCOMPRESSED:,}): "
+                              "refusing a possible zip bomb")
+    notebooks = [info for info in members if not info.is_dir() and _is_notebook(info.filename)]
+    if not notebooks:
+        raise ZipCollectError(f"{zip_path} holds no .ipynb notebook")
+    owners: dict[str | None, list[zipfile.ZipInfo]] = {}
+    for info in notebooks:
+        owners.setdefault(student_of(info.filename), []).append(info)
+    if None in owners:
+        raise ZipCollectError(f"{zip_path}: cannot tell whose notebook this is: "
+                              f"{', '.join(i.filename for i in owners[None])} (put it in a folder named after the student)")
+    clashes = {student: infos for student, infos in owners.items() if len(infos) > 1}
+    if clashes:
+        raise ZipCollectError(f"{zip_path}: several notebooks map to the same student id; nothing was collected. "
+                              "Keep one per student in the zip:\n" + "\n".join(
+                                  f"  {student}: " + ", ".join(i.filename for i in infos) for student, infos in sorted(clashes.items())))
+    nested = [info.filename for info in members if re.search(r"\.(zip|gz|tgz|tar|7z|rar)$", info.filename, re.I)]
+    if nested:
+        log.warning("archives inside %s are not unpacked or collected: %s", zip_path, ", ".join(nested))
+    return {student: infos[0] for student, infos in owners.items()}
+
+
+class LmsCollector(FileNameCollectorPlugin):
+    """nbgrader's collector for LMS names: the student from :func:`student_of`, the assignment's notebook name."""
+
+    def collect(self, submitted_file: str) -> dict | None:
+        # nbgrader passes the absolute path of the extracted file: make it the name it had in the zip.
+        root = os.path.join(self.parent._format_collect_path(self.parent.extracted_directory), Path(ARCHIVE).stem)
+        member = Path(os.path.relpath(submitted_file, root)).as_posix()
+        student = student_of(member) if _is_notebook(member) else None
+        return {"student_id": student, "file_id": NOTEBOOK} if student else None
+
+
+def _nbgrader(course: Path, *args: str) -> None:
+    """Run the real nbgrader CLI in the course, as ``instructor.nbgrader`` does.
+
+    Not imported from there: the instructor CLI imports this module, and a cycle would break
+    ``python -m unet_course.instructor``.
+    """
+    scripts = str(Path(sys.executable).parent)
+    env = dict(os.environ, PYTHONWARNINGS="ignore", PATH=scripts + os.pathsep + os.environ.get("PATH", ""))
+    run = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=course, env=env, capture_output=True, text=True)
+    if run.returncode != 0:
+        raise ZipCollectError(f"nbgrader {' '.join(args)} failed (exit {run.returncode}):\n{run.stdout[-2000:]}{run.stderr[-3000:]}")
+
+
+def collect_zip(course: Path, zip_path: Path) -> list[str]:
+    """Collect every student's notebook from an LMS zip into ``submitted/<student>/<assignment>/``.
+
+    The zip is copied to ``downloaded/<assignment>/archive/`` (replacing any earlier copy, so a
+    former zip is not collected again unchecked) and ``nbgrader zip_collect --force`` unpacks it
+    into ``downloaded/<assignment>/extracted/`` and copies the notebooks. A student already in
+    submitted/ who is in the zip gets the zip's notebook; students not in it are left alone.
+    Returns the student ids collected, sorted.
+    """
+    course, zip_path = Path(course).resolve(), Path(zip_path)
+    if not (course / "nbgrader_config.py").is_file():
+        raise ZipCollectError(f"{course} is not a course folder: it has no nbgrader_config.py")
+    plan = read_plan(zip_path)
+    archive = course / "downloaded" / ASSIGNMENT / "archive"
+    shutil.rmtree(archive, ignore_errors=True)
+    archive.mkdir(parents=True)
+    shutil.copyfile(zip_path, archive / ARCHIVE)
+    _nbgrader(course, "zip_collect", ASSIGNMENT, "--force", "--collector=unet_course.collect.LmsCollector",
+              f"--ExtractorPlugin.zip_ext={Path(ARCHIVE).suffix}")
+    wrong = [f"{student} ({info.filename})" for student, info in plan.items()
+             if not (path := course / "submitted" / student / ASSIGNMENT / NOTEBOOK).is_file()
+             or zlib.crc32(path.read_bytes()) != info.CRC]
+    if wrong:
+        raise ZipCollectError(f"nbgrader zip_collect did not copy these notebooks intact: {', '.join(wrong)}")
+    return sorted(plan)
