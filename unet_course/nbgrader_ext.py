@@ -9,6 +9,7 @@ comments, so the instructor notebook still runs and validates.
 
 from __future__ import annotations
 
+import json
 import re
 
 from nbgrader.preprocessors import ClearSolutions
@@ -125,13 +126,14 @@ def autograde_sanitize_preprocessors() -> list:
 
 
 def autograde_preprocessors() -> list:
-    """nbgrader's Autograde steps with StderrToStdout right after the notebook runs."""
+    """nbgrader's Autograde steps: the guarded, sandboxed Execute, then the verdicts decided
+    outside the kernel, then stderr made harmless."""
     from nbgrader.converters import Autograde
     from nbgrader.preprocessors import Execute
 
     steps = Autograde.class_traits()["autograde_preprocessors"].make_dynamic_default()
-    position = steps.index(Execute) + 1
-    return steps[:position] + [StderrToStdout] + steps[position:]
+    position = steps.index(Execute)
+    return steps[:position] + [GuardedExecute, VerifyRecordedModels, StderrToStdout] + steps[position + 1:]
 
 
 class ShortenTestTracebacks(NbGraderPreprocessor):
@@ -143,3 +145,121 @@ class ShortenTestTracebacks(NbGraderPreprocessor):
                 if output.get("output_type") == "error":
                     output["traceback"] = [f"{output.get('ename', 'Error')}: {output.get('evalue', '')}"]
         return cell, resources
+
+
+# --------------------------------------------------------------------------------------------
+# Running submissions: sandboxed kernel, bounded output, a dead kernel costs marks not the batch
+# --------------------------------------------------------------------------------------------
+
+from nbgrader.preprocessors import Execute  # noqa: E402
+from nbclient.exceptions import DeadKernelError  # noqa: E402
+from nbformat.v4 import new_output  # noqa: E402
+
+MAX_OUTPUT_BYTES_PER_CELL = 2 * 2**20
+
+
+def _error(ename: str, evalue: str):
+    return new_output("error", ename=ename, evalue=evalue, traceback=[f"{ename}: {evalue}"])
+
+
+class GuardedExecute(Execute):
+    """nbgrader's Execute with the course's sandboxed kernel and two safety nets.
+
+    * A kernel that dies (memory limit, ``os._exit``, killed) no longer aborts the student's
+      autograde (nbgrader would delete the folder and leave the grades empty): the cell gets an
+      error saying what happened and every later cell is marked as not run, so its tests
+      score 0 and the grades are recorded.
+    * Output beyond 2 MiB per cell is dropped with a note, so a flood of prints cannot exhaust
+      the grader's memory or the disk.
+    """
+
+    def __init__(self, *args, **kwargs):
+        from unet_course.sandbox import SandboxKernelManager
+
+        kwargs.setdefault("kernel_manager_class", SandboxKernelManager)
+        super().__init__(*args, **kwargs)
+        self._kernel_lost = None
+        self._output_bytes = {}
+
+    async def async_execute_cell(self, cell, cell_index, execution_count=None, store_history=True):
+        if self._kernel_lost is not None:
+            if cell.cell_type == "code":
+                cell.outputs = [_error("KernelDied", f"not run: the kernel stopped in cell {self._kernel_lost}"
+                                       " (it exceeded a grading limit, exited or was killed)")]
+            return cell
+        try:
+            return await super().async_execute_cell(cell, cell_index, execution_count, store_history)
+        except DeadKernelError:
+            self._kernel_lost = cell_index
+            self.log.error("The kernel died in cell %s; later cells are marked as not run", cell_index)
+            cell.outputs.append(_error("KernelDied", "the kernel stopped while running this cell: it exceeded a"
+                                       " grading limit (memory, processes, time), exited or was killed"))
+            return cell
+
+    def output(self, outs, msg, display_id, cell_index):
+        content = msg.get("content", {})
+        size = len(str(content.get("text", ""))) + sum(len(str(v)) for v in (content.get("data") or {}).values())
+        used = self._output_bytes.get(cell_index, 0)
+        self._output_bytes[cell_index] = used + size
+        if used + size > MAX_OUTPUT_BYTES_PER_CELL:
+            if used <= MAX_OUTPUT_BYTES_PER_CELL:
+                outs.append(new_output("stream", name="stdout",
+                                       text=f"\n[output truncated by the grader: more than {MAX_OUTPUT_BYTES_PER_CELL // 2**20} MiB]\n"))
+            return None
+        return super().output(outs, msg, display_id, cell_index)
+
+
+class VerifyRecordedModels(NbGraderPreprocessor):
+    """Decide the course's test cells outside the student's process (see unet_course.verify).
+
+    Runs right after the notebook: collects the models each test cell recorded, removes the
+    records from the outputs, runs the verifier in a fresh interpreter with memory and time
+    limits, and leaves each test cell with exactly one verdict: a pass line, or one
+    ``GradingFailure`` error listing every problem.
+    """
+
+    def preprocess(self, nb, resources):
+        import subprocess
+        import sys
+
+        from unet_course.grading import EVIDENCE_MIME, FAIL_MARK
+
+        cells, specs = {}, {}
+        for cell in nb.cells:
+            grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id", "")
+            match = re.fullmatch(r"test_(conv_block|upsampling_block|unet_model)_(public|hidden)", grade_id)
+            if cell.cell_type != "code" or not match or not cell.metadata.nbgrader.get("grade"):
+                continue
+            records, kept = [], []
+            for output in cell.get("outputs", []):
+                data = output.get("data", {}) if output.get("output_type") in ("display_data", "execute_result") else {}
+                (records if EVIDENCE_MIME in data else kept).append(data.get(EVIDENCE_MIME, output))
+            cell.outputs = kept
+            cells[grade_id] = cell
+            specs[grade_id] = {"kind": match.group(1), "hidden": match.group(2) == "hidden", "records": records}
+        if not specs:
+            return nb, resources
+        try:
+            run = subprocess.run(["prlimit", f"--as={8 * 2**30}", "--", sys.executable, "-m", "unet_course.verify"],
+                                 input=json.dumps(specs), capture_output=True, text=True, timeout=900)
+            verdicts = json.loads(run.stdout) if run.returncode == 0 else None
+        except (subprocess.TimeoutExpired, ValueError, OSError):
+            run, verdicts = None, None
+        if verdicts is None:
+            detail = (run.stderr.strip().splitlines() or ["?"])[-1][:300] if run is not None else "timed out"
+            self.log.error("The verifier failed: %s", detail)
+            verdicts = {grade_id: [f"the grader could not check the recorded models ({detail})"] for grade_id in specs}
+        for grade_id, cell in cells.items():
+            problems, kind = verdicts.get(grade_id, ["no verdict"]), specs[grade_id]["kind"]
+            cell.outputs = [o for o in cell.outputs if o.get("output_type") != "error"]
+            if problems:
+                count = len(problems)
+                message = f"{kind}: {count} problem{'s' if count > 1 else ''}:\n" + "\n".join(f"  - {p}" for p in problems)
+                cell.outputs.append(new_output("stream", name="stdout", text=f"{FAIL_MARK} {kind}: checked by the grader\n"))
+                cell.outputs.append(_error("GradingFailure", message))
+            else:
+                hidden = specs[grade_id]["hidden"]
+                cell.outputs.append(new_output("stream", name="stdout", text=(
+                    "All hidden checks passed\n" if hidden else "All tests passed\n")))
+        return nb, resources
+

@@ -1,0 +1,257 @@
+"""Run students' notebooks in a bubblewrap sandbox while nbgrader autogrades them.
+
+nbgrader runs student code as the instructor, with no isolation. Here every kernel nbgrader
+starts runs under ``bwrap`` (Debian package ``bubblewrap``):
+
+* no network (a new, empty network namespace; the kernel talks to nbgrader over Unix sockets);
+* a file system built from read-only system, Python and course-package folders, plus the
+  student's own autograded folder (writable) and a private ``/tmp``: the source notebooks,
+  the gradebook, other students' folders and the course's reference implementation
+  (``unet_course/unet.py`` is replaced by a stub) are simply not there;
+* limits: address space, CPU seconds, processes, file size, open files, wall time; as root the
+  kernel drops to an unprivileged user so the process limit holds (root ignores it).
+
+``UNET_COURSE_SANDBOX`` chooses: ``auto`` (default: sandbox when bubblewrap works, otherwise
+grade unsandboxed with a loud warning), ``require`` (refuse to grade without it) or ``off``.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from jupyter_client.manager import AsyncKernelManager
+from traitlets import Unicode, default
+
+SANDBOX_ENV = "UNET_COURSE_SANDBOX"
+RECORD_ENV = "UNET_COURSE_RECORD_EVIDENCE"  # grading.assert_passes records models for the outside check
+UNPRIVILEGED = 65534  # "nobody": used when grading runs as root
+
+UNSANDBOXED_WARNING = (
+    "WARNING: bubblewrap is not available ({reason}); student code runs UNSANDBOXED, with your user's"
+    " permissions, network and files. Install it (Debian/Ubuntu: apt-get install bubblewrap) or set"
+    f" {SANDBOX_ENV}=require to refuse grading without it."
+)
+
+REFERENCE_STUB = '''"""Hidden while grading: the course's reference implementation is not available to submissions."""
+raise ImportError("the course's reference U-Net is not available while your notebook is graded")
+'''
+
+# Environment passed into the sandbox (everything else, tokens and secrets included, is dropped).
+PASSED_ENV_PREFIXES = ("UNET_COURSE_", "TF_", "OMP_", "KMP_", "NBGRADER_")
+PASSED_ENV = {"LANG", "LC_ALL", "PYTHONHASHSEED", "TZ"}
+
+ETC_FILES = ["ld.so.cache", "ld.so.conf", "ld.so.conf.d", "alternatives", "localtime", "nsswitch.conf",
+             "passwd", "group", "ssl", "fonts", "mime.types"]
+
+
+class SandboxUnavailable(RuntimeError):
+    """bubblewrap is required (UNET_COURSE_SANDBOX=require) but cannot run here."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-kernel resource limits (generous for a U-Net exercise, fatal for bombs)."""
+
+    memory_mb: int = int(os.environ.get("UNET_COURSE_SANDBOX_MEMORY_MB", 6144))
+    cpu_seconds: int = 900
+    processes: int = 512  # threads count too, and TensorFlow starts dozens
+    file_mb: int = 1024
+    open_files: int = 1024
+    wall_seconds: int = int(os.environ.get("UNET_COURSE_SANDBOX_WALL_SECONDS", 1800))
+
+
+def mode() -> str:
+    value = os.environ.get(SANDBOX_ENV, "auto").strip().lower() or "auto"
+    if value not in {"auto", "require", "off"}:
+        raise ValueError(f"{SANDBOX_ENV} must be auto, require or off, not {value!r}")
+    return value
+
+
+def _as_root() -> bool:
+    return os.geteuid() == 0
+
+
+@functools.lru_cache(maxsize=None)
+def unavailable_reason() -> str | None:
+    """None when a sandbox like the grading one starts here; otherwise why not."""
+    for tool in ("bwrap", "prlimit", "setpriv"):
+        if not shutil.which(tool):
+            return f"`{tool}` not found"
+    trial = _bwrap_prefix() + ["--ro-bind", "/usr", "/usr", *_usr_links(), "--proc", "/proc", "--dev", "/dev"]
+    trial += _drop_privileges() + ["true"]
+    try:
+        result = subprocess.run(trial, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return f"bwrap failed to start: {error}"
+    if result.returncode != 0:
+        return f"bwrap failed: {result.stderr.strip()[:200] or result.returncode}"
+    return None
+
+
+def active() -> bool:
+    """Whether grading will run sandboxed; raises if it must and cannot."""
+    chosen = mode()
+    if chosen == "off":
+        return False
+    reason = unavailable_reason()
+    if reason and chosen == "require":
+        raise SandboxUnavailable(f"{SANDBOX_ENV}=require but bubblewrap cannot run: {reason}")
+    return reason is None
+
+
+def _bwrap_prefix() -> list[str]:
+    namespaces = ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try"]
+    if not _as_root():
+        namespaces.append("--unshare-user")
+    else:  # keep just enough privilege to switch to the unprivileged user inside
+        namespaces += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+    return ["bwrap", "--die-with-parent", "--new-session", *namespaces]
+
+
+def _drop_privileges() -> list[str]:
+    if not _as_root():
+        return []
+    return ["setpriv", f"--reuid={UNPRIVILEGED}", f"--regid={UNPRIVILEGED}", "--clear-groups",
+            "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--"]
+
+
+def _usr_links() -> list[str]:
+    args = []
+    for name in ("bin", "lib", "lib64", "sbin"):
+        path = Path("/") / name
+        if path.is_symlink():
+            args += ["--symlink", os.readlink(path), str(path)]
+        elif path.is_dir():
+            args += ["--ro-bind", str(path), str(path)]
+    return args
+
+
+def _package_dir(name: str) -> Path | None:
+    spec = importlib.util.find_spec(name)
+    return Path(spec.origin).parent if spec and spec.origin else None
+
+
+def readonly_paths() -> list[Path]:
+    """Python, the environment and the course packages, nothing else of the course folder."""
+    paths = {Path(sys.base_prefix), Path(sys.prefix), Path(os.path.realpath(sys.executable)).parent.parent}
+    for package in ("unet_course", "data_fetch"):
+        found = _package_dir(package)
+        if found:
+            paths.add(found)
+    data = os.environ.get("UNET_COURSE_DATA")
+    if data and Path(data).is_dir():
+        paths.add(Path(data))
+    kept = sorted(p.resolve() for p in paths if p.exists() and not str(p.resolve()).startswith("/usr"))
+    return [p for p in kept if not any(p != q and q in p.parents for q in kept)]
+
+
+def _dirs_for(targets: list[Path]) -> list[str]:
+    """Create every parent of a mount point with mode 0755 (bwrap's default is 0700 as root)."""
+    args, made = [], set()
+    for target in targets:
+        for parent in reversed(target.parents):
+            if str(parent) in ("/",) or parent in made:
+                continue
+            made.add(parent)
+            args += ["--perms", "0755", "--dir", str(parent)]
+    return args
+
+
+def sandbox_env(env: dict) -> list[str]:
+    args = ["--clearenv"]
+    kept = {k: v for k, v in env.items() if k in PASSED_ENV or k.startswith(PASSED_ENV_PREFIXES)}
+    kept.update(HOME="/tmp", MPLCONFIGDIR="/tmp/matplotlib", PYTHONNOUSERSITE="1", LANG=env.get("LANG", "C.UTF-8"),
+                PATH=os.pathsep.join([str(Path(sys.executable).parent), "/usr/local/bin", "/usr/bin", "/bin"]),
+                **{RECORD_ENV: "1", "UNET_COURSE_SANDBOXED": "1"})
+    for key, value in sorted(kept.items()):
+        args += ["--setenv", key, value]
+    return args
+
+
+def sandbox_command(kernel_cmd: list[str], workdir: Path, private: Path, env: dict,
+                    limits: Limits = Limits()) -> list[str]:
+    """The full command line: resource limits, then bwrap, then (as root) the switch to nobody."""
+    workdir, private = Path(workdir).resolve(), Path(private).resolve()
+    readonly = readonly_paths()
+    reference = _package_dir("unet_course")
+    stub = private / "reference_hidden.py"
+    stub.write_text(REFERENCE_STUB)
+    etc = [Path("/etc") / name for name in ETC_FILES if (Path("/etc") / name).exists()]
+    cmd = ["timeout", "--signal=KILL", str(limits.wall_seconds),
+           "prlimit", f"--as={limits.memory_mb * 2**20}", f"--cpu={limits.cpu_seconds}",
+           f"--nproc={limits.processes}", f"--fsize={limits.file_mb * 2**20}",
+           f"--nofile={limits.open_files}", "--"]
+    cmd += _bwrap_prefix()
+    cmd += ["--ro-bind", "/usr", "/usr", *_usr_links(), "--proc", "/proc", "--dev", "/dev",
+            "--perms", "1777", "--tmpfs", "/tmp"]
+    cmd += _dirs_for(readonly + [workdir, private])
+    for path in etc:
+        cmd += ["--ro-bind", str(path), str(path)]
+    for path in readonly:
+        cmd += ["--ro-bind", str(path), str(path)]
+    if reference and (reference / "unet.py").exists():
+        cmd += ["--ro-bind", str(stub), str(reference / "unet.py")]
+    cmd += ["--bind", str(workdir), str(workdir), "--bind", str(private), str(private), "--chdir", str(workdir)]
+    cmd += sandbox_env(env)
+    return cmd + _drop_privileges() + list(kernel_cmd)
+
+
+def _give_to_unprivileged(path: Path) -> None:
+    for root, dirs, files in os.walk(path):
+        for name in [root, *(os.path.join(root, n) for n in dirs + files)]:
+            os.lchown(name, UNPRIVILEGED, UNPRIVILEGED)
+
+
+class SandboxKernelManager(AsyncKernelManager):
+    """nbgrader's kernel manager, with the kernel started inside the sandbox.
+
+    The kernel and nbgrader talk over Unix sockets in a private folder (the sandbox has no
+    network at all, not even loopback).
+    """
+
+    transport = Unicode("ipc", config=True)
+    _private_dir = None
+
+    @default("ip")
+    def _default_ip_for_ipc(self):
+        return "kernel-ipc"
+
+    async def _async_pre_start_kernel(self, **kw):
+        if active():
+            self._private_dir = Path(tempfile.mkdtemp(prefix="unet-grading-"))
+            os.chmod(self._private_dir, 0o700)
+            self.connection_file = str(self._private_dir / "kernel.json")
+            self.ip = str(self._private_dir / "kernel-ipc")
+            # Signals cannot reach a kernel in its own session: interrupt it with a message.
+            self.kernel_spec.interrupt_mode = "message"
+        else:
+            self.transport = "tcp"
+            self.ip = "127.0.0.1"
+        env = dict(kw.get("env") or os.environ)
+        env[RECORD_ENV] = "1"
+        kw["env"] = env
+        return await super()._async_pre_start_kernel(**kw)
+
+    async def _async_launch_kernel(self, kernel_cmd, **kw):
+        if self._private_dir is not None:
+            workdir = Path(kw.get("cwd") or os.getcwd())
+            kernel_cmd = sandbox_command(kernel_cmd, workdir, self._private_dir, kw.get("env") or {})
+            if _as_root():
+                _give_to_unprivileged(workdir)
+                _give_to_unprivileged(self._private_dir)
+            kw["env"] = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"}
+        return await super()._async_launch_kernel(kernel_cmd, **kw)
+
+    async def _async_cleanup_resources(self, restart: bool = False) -> None:
+        await super()._async_cleanup_resources(restart)
+        if self._private_dir is not None and not restart:
+            shutil.rmtree(self._private_dir, ignore_errors=True)
+            self._private_dir = None

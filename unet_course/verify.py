@@ -1,0 +1,137 @@
+"""Decide the autograded tests outside the student's process.
+
+Inside nbgrader's kernel a submission can rewrite anything: the grading helpers, Keras, numpy,
+builtins. So there the test cells only *record* what the student's functions build (each
+model's Keras JSON config, see ``grading.record``), and this module, run by nbgrader's process
+in a fresh interpreter that never executes student code, rebuilds every model from its config
+and checks it against the reference: layer types and settings, output shapes, parameter
+counts and, for hidden tests, outputs computed with shared weights.
+
+A forged record can only describe a model; to describe the right one, a student needs the
+right architecture, which is the exercise. Records are untrusted data: only plain built-in
+Keras layers are accepted, and the process runs with memory and time limits.
+
+    python -m unet_course.verify < records.json > verdicts.json
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+ALLOWED_LAYERS = {
+    "InputLayer", "Conv2D", "Conv2DTranspose", "MaxPooling2D", "Dropout", "Concatenate", "Activation",
+    "ReLU", "BatchNormalization", "UpSampling2D", "Add", "Cropping2D", "ZeroPadding2D", "AveragePooling2D",
+    "SpatialDropout2D", "LeakyReLU", "Softmax",
+}
+MAX_LAYERS = 400
+MAX_PROBLEMS = 12
+
+
+class UntrustedRecord(ValueError):
+    """A record that is not a plain Keras functional model made of built-in layers."""
+
+
+def check_config(config) -> None:
+    """Refuse anything but a functional model of allowed built-in layers (no Lambda, no custom code)."""
+    if not isinstance(config, dict) or config.get("class_name") not in ("Functional", "Model"):
+        raise UntrustedRecord("the recorded model is not a Keras functional model")
+    if config.get("module") not in (None, "keras", "keras.models", "keras.src.models.functional"):
+        raise UntrustedRecord("the recorded model comes from an unexpected module")
+    layers = (config.get("config") or {}).get("layers")
+    if not isinstance(layers, list) or not layers or len(layers) > MAX_LAYERS:
+        raise UntrustedRecord("the recorded model has no layers or far too many")
+    for layer in layers:
+        name = layer.get("class_name") if isinstance(layer, dict) else None
+        if name not in ALLOWED_LAYERS or layer.get("module") not in ("keras.layers", None):
+            raise UntrustedRecord(f"the model uses a layer this exercise does not need ({str(name)[:60]})")
+        if layer.get("registered_name") not in (None, name):
+            raise UntrustedRecord("the model uses a custom (registered) layer")
+
+
+def rebuild(config):
+    import keras
+
+    check_config(config)
+    return keras.saving.deserialize_keras_object(config, safe_mode=True)
+
+
+def _clean(problems) -> list[str]:
+    """Student-side problems are untrusted text: keep a few, short, as plain strings."""
+    if not isinstance(problems, list):
+        return ["the recorded result is malformed"]
+    return [str(p)[:400] for p in problems[:MAX_PROBLEMS]]
+
+
+def verdict(kind: str, hidden: bool, records: list) -> list[str]:
+    """Every problem of one test cell (empty: the cell passes)."""
+    import keras
+
+    from unet_course import grading
+
+    cases = grading.HIDDEN_CASES[kind] if hidden else grading.PUBLIC_CASES[kind]
+    build_reference = grading._BUILDERS[kind][1]
+    filters_hint = grading._BUILDERS[kind][2]
+    by_case = {}
+    for record in records:
+        if isinstance(record, dict) and record.get("kind") == kind and record.get("hidden") == hidden:
+            by_case.setdefault(record.get("case"), record)
+    problems: list[str] = []
+    for index, case in enumerate(cases):
+        record = by_case.get(index)
+        if record is None:
+            problems.append(f"[{case.title}] no model was recorded for this configuration: the test cell did not"
+                            " run to its end (did an earlier error, a deleted function or a replaced helper stop it?)")
+            break
+        if record.get("config") is None:
+            problems += [f"[{case.title}] {p}" for p in _clean(record.get("problems")) or ["the block could not be built"]]
+            break
+        keras.backend.clear_session()
+        try:
+            student = rebuild(record["config"])
+        except Exception as error:  # noqa: BLE001 - untrusted input: any failure is a failed test
+            problems.append(f"[{case.title}] the recorded model could not be checked: {str(error)[:200]}")
+            break
+        expected = build_reference(case, placeholders=True) if kind == "unet_model" else build_reference(case)
+        case_problems = []
+        want_inputs = [tuple(t.shape[1:]) for t in expected.inputs]
+        got_inputs = [tuple(t.shape[1:]) for t in student.inputs]
+        if got_inputs != want_inputs:
+            case_problems.append(f"the model was built for inputs {got_inputs}; this test uses {want_inputs}")
+        else:
+            case_problems += grading.compare_layers(grading.describe(student), grading.describe(expected), filters_hint)
+            case_problems += grading._compare_outputs(kind, student, expected)
+        if hidden and not case_problems:
+            match = grading.outputs_match(student, expected)
+            if match is False:
+                diagnosis = grading._wiring_diagnosis(kind, student, case) if kind != "unet_model" else (
+                    "check the wiring: each upsampling block takes the previous block's output and the skip connection"
+                    " of the matching encoder block (blocks 4, 3, 2, 1)")
+                case_problems.append("with the same weights, your layers compute different outputs from the reference \u2014 "
+                                     + diagnosis)
+            elif match is None:
+                case_problems.append("could not compare outputs: the layers with weights differ from the reference")
+        problems += [f"[{case.title}] {p}" for p in case_problems]
+    return problems
+
+
+def verdicts(cells: dict) -> dict:
+    """``{grade_id: {"kind", "hidden", "records"}}`` -> ``{grade_id: [problems]}``."""
+    return {grade_id: verdict(spec["kind"], bool(spec["hidden"]), spec.get("records") or [])
+            for grade_id, spec in cells.items()}
+
+
+def main() -> int:
+    from unet_course.course import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
+    cells = json.load(sys.stdin)
+    json.dump(verdicts(cells), sys.stdout)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
