@@ -19,6 +19,10 @@ c.CourseDirectory.root = os.path.dirname(os.path.abspath(__file__))
 c.CourseDirectory.course_id = "unet-segmentation"
 c.CourseDirectory.source_directory = "solutions"
 c.CourseDirectory.release_directory = "assignments"
+# SQLite (gradebook.db here) unless a shared gradebook is named, e.g. PostgreSQL for parallel
+# grading: UNET_COURSE_DB_URL=postgresql+psycopg2://user@host/db (the instructor CLI's --db).
+if os.environ.get("UNET_COURSE_DB_URL"):
+    c.CourseDirectory.db_url = os.environ["UNET_COURSE_DB_URL"]
 
 # Students see the seed's `None` placeholders (### BEGIN STUB blocks), not NotImplementedError.
 c.GenerateAssignment.preprocessors = generate_assignment_preprocessors()

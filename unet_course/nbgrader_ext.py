@@ -10,7 +10,10 @@ comments, so the instructor notebook still runs and validates.
 from __future__ import annotations
 
 import json
+import os
 import re
+import time
+from pathlib import Path
 
 from nbgrader.preprocessors import ClearSolutions
 
@@ -122,7 +125,7 @@ def autograde_sanitize_preprocessors() -> list:
     from nbgrader.converters import Autograde
 
     steps = Autograde.class_traits()["sanitize_preprocessors"].make_dynamic_default()
-    return steps + [ClearExecutionTags]
+    return [CanonicalizeSubmission] + steps + [ClearExecutionTags]
 
 
 def autograde_preprocessors() -> list:
@@ -152,7 +155,7 @@ class ShortenTestTracebacks(NbGraderPreprocessor):
 # --------------------------------------------------------------------------------------------
 
 from nbgrader.preprocessors import Execute  # noqa: E402
-from nbclient.exceptions import DeadKernelError  # noqa: E402
+from nbclient.exceptions import CellTimeoutError, DeadKernelError  # noqa: E402
 from nbformat.v4 import new_output  # noqa: E402
 
 MAX_OUTPUT_BYTES_PER_CELL = 2 * 2**20
@@ -177,24 +180,37 @@ class GuardedExecute(Execute):
         from unet_course.sandbox import SandboxKernelManager
 
         kwargs.setdefault("kernel_manager_class", SandboxKernelManager)
+        # Slow output (a flood of prints) is not a reason to stop: drain what arrives, move on.
+        kwargs.setdefault("raise_on_iopub_timeout", False)
+        kwargs.setdefault("iopub_timeout", 30)
         super().__init__(*args, **kwargs)
         self._kernel_lost = None
+        self._timeouts = 0
         self._output_bytes = {}
 
-    async def async_execute_cell(self, cell, cell_index, execution_count=None, store_history=True):
+    async def _async_handle_timeout(self, timeout, cell=None):
+        # The first timeout interrupts the cell (an endless loop) and grading goes on; a second
+        # one means the kernel no longer answers (signals ignored, interpreter broken): stop.
+        self._timeouts += 1
+        if self._timeouts > 1:
+            raise CellTimeoutError.error_from_timeout_and_cell("the kernel stopped answering", timeout, cell)
+        return await super()._async_handle_timeout(timeout, cell)
+
+    def preprocess_cell(self, cell, resources, index):
         if self._kernel_lost is not None:
             if cell.cell_type == "code":
                 cell.outputs = [_error("KernelDied", f"not run: the kernel stopped in cell {self._kernel_lost}"
                                        " (it exceeded a grading limit, exited or was killed)")]
-            return cell
+            return cell, resources
         try:
-            return await super().async_execute_cell(cell, cell_index, execution_count, store_history)
-        except DeadKernelError:
-            self._kernel_lost = cell_index
-            self.log.error("The kernel died in cell %s; later cells are marked as not run", cell_index)
-            cell.outputs.append(_error("KernelDied", "the kernel stopped while running this cell: it exceeded a"
+            return super().preprocess_cell(cell, resources, index)
+        except (DeadKernelError, CellTimeoutError) as error:  # dead, or alive but no longer answering
+            self._kernel_lost = index
+            how = "stopped answering" if isinstance(error, CellTimeoutError) else "stopped"
+            self.log.error("The kernel %s in cell %s; later cells are marked as not run", how, index)
+            cell.outputs.append(_error("KernelDied", f"the kernel {how} while running this cell: it exceeded a"
                                        " grading limit (memory, processes, time), exited or was killed"))
-            return cell
+            return cell, resources
 
     def output(self, outs, msg, display_id, cell_index):
         content = msg.get("content", {})
@@ -222,23 +238,32 @@ class VerifyRecordedModels(NbGraderPreprocessor):
         import subprocess
         import sys
 
-        from unet_course.grading import EVIDENCE_MIME, FAIL_MARK
+        from unet_course.sandbox import EVIDENCE_MIME  # not grading: that would import TensorFlow here
 
-        cells, specs = {}, {}
+        cells, specs, notes = {}, {}, {}
         for cell in nb.cells:
             grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id", "")
             match = re.fullmatch(r"test_(conv_block|upsampling_block|unet_model)_(public|hidden)", grade_id)
             if cell.cell_type != "code" or not match or not cell.metadata.nbgrader.get("grade"):
                 continue
-            records, kept = [], []
+            records, kernel_notes = [], []
             for output in cell.get("outputs", []):
+                if output.get("output_type") == "error" and output.get("ename") == "KernelDied":
+                    kernel_notes.append(output.get("evalue", ""))
                 data = output.get("data", {}) if output.get("output_type") in ("display_data", "execute_result") else {}
-                (records if EVIDENCE_MIME in data else kept).append(data.get(EVIDENCE_MIME, output))
-            cell.outputs = kept
+                if EVIDENCE_MIME in data:
+                    records.append(data[EVIDENCE_MIME])
+            # Only the verdict stays: nothing the submission printed here (it may quote the hidden
+            # test's code from a hook) reaches the feedback.
+            cell.outputs = []
             cells[grade_id] = cell
             specs[grade_id] = {"kind": match.group(1), "hidden": match.group(2) == "hidden", "records": records}
+            notes[grade_id] = kernel_notes
         if not specs:
             return nb, resources
+        started = time.perf_counter()
+        if os.environ.get("UNET_COURSE_KEEP_RECORDS"):  # debugging and benchmarks: what the verifier got
+            Path(os.environ["UNET_COURSE_KEEP_RECORDS"]).write_text(json.dumps(specs))
         try:
             run = subprocess.run(["prlimit", f"--as={8 * 2**30}", "--", sys.executable, "-m", "unet_course.verify"],
                                  input=json.dumps(specs), capture_output=True, text=True, timeout=900)
@@ -249,13 +274,15 @@ class VerifyRecordedModels(NbGraderPreprocessor):
             detail = (run.stderr.strip().splitlines() or ["?"])[-1][:300] if run is not None else "timed out"
             self.log.error("The verifier failed: %s", detail)
             verdicts = {grade_id: [f"the grader could not check the recorded models ({detail})"] for grade_id in specs}
+        self.log.info("Verified the recorded models outside the kernel in %.1f s", time.perf_counter() - started)
         for grade_id, cell in cells.items():
             problems, kind = verdicts.get(grade_id, ["no verdict"]), specs[grade_id]["kind"]
-            cell.outputs = [o for o in cell.outputs if o.get("output_type") != "error"]
+            if problems and notes[grade_id]:  # say why nothing was recorded: the kernel was gone
+                problems = notes[grade_id][:1]
             if problems:
                 count = len(problems)
                 message = f"{kind}: {count} problem{'s' if count > 1 else ''}:\n" + "\n".join(f"  - {p}" for p in problems)
-                cell.outputs.append(new_output("stream", name="stdout", text=f"{FAIL_MARK} {kind}: checked by the grader\n"))
+                cell.outputs.append(new_output("stream", name="stdout", text=f"\u2717 {kind}: checked by the grader\n"))
                 cell.outputs.append(_error("GradingFailure", message))
             else:
                 hidden = specs[grade_id]["hidden"]
@@ -263,3 +290,124 @@ class VerifyRecordedModels(NbGraderPreprocessor):
                     "All hidden checks passed\n" if hidden else "All tests passed\n")))
         return nb, resources
 
+
+
+# --------------------------------------------------------------------------------------------
+# Submissions whose structure was changed: put the assignment's cells back
+# --------------------------------------------------------------------------------------------
+
+def _nbgrader_meta(cell) -> dict:
+    meta = cell.get("metadata", {}).get("nbgrader", {})
+    return meta if isinstance(meta, dict) else {}
+
+
+def canonical_submission(submission, release) -> tuple[object, list[str]]:
+    """The release's cells, in the release's order and with the release's metadata, carrying the
+    student's answers; the student's own extra cells follow the cell they followed.
+
+    Repairs deleted, reordered, duplicated, retyped or re-tagged cells and edited nbgrader
+    metadata (points, grade ids), so none of them changes what is graded. Returns the new
+    notebook and a list of what was repaired (empty for an ordinary submission).
+    """
+    import copy
+
+    repairs: list[str] = []
+    answer_ids = [_nbgrader_meta(c).get("grade_id") for c in release.cells if _nbgrader_meta(c).get("solution")]
+    release_ids = {_nbgrader_meta(c).get("grade_id") for c in release.cells if _nbgrader_meta(c).get("grade_id")}
+    release_cell_ids = {c.get("id") for c in release.cells if c.get("id")}
+    release_by_source = {c.source: ("grade", _nbgrader_meta(c)["grade_id"]) if _nbgrader_meta(c).get("grade_id")
+                         else ("id", c.get("id")) for c in release.cells}
+
+    answers: dict[str, object] = {}
+    anchors: list[tuple[object, object]] = []  # (student cell, the release cell key it follows)
+    last_key = None
+    for cell in submission.cells:
+        grade_id = _nbgrader_meta(cell).get("grade_id")
+        if grade_id in answer_ids:
+            if grade_id in answers:
+                repairs.append(f"answer cell {grade_id} appeared more than once: the last one is graded")
+            answers[grade_id] = cell
+            last_key = ("grade", grade_id)
+        elif grade_id in release_ids:
+            last_key = ("grade", grade_id)  # a test or locked cell: the release's version is used
+        elif cell.get("id") in release_cell_ids and cell.cell_type == next(
+                c.cell_type for c in release.cells if c.get("id") == cell.get("id")):
+            last_key = ("id", cell.get("id"))
+            anchors.append((cell, ("replace", cell.get("id"))))
+        elif cell.source in release_by_source:
+            last_key = release_by_source[cell.source]  # an untouched copy of a release cell
+        else:
+            anchors.append((cell, last_key))
+    for grade_id in answer_ids:
+        if grade_id not in answers:  # metadata stripped or cell retyped: find the definition by its name
+            name = grade_id if grade_id in ("conv_block", "upsampling_block", "unet_model") else None
+            candidates = [cell for cell, _ in anchors
+                          if name and cell.cell_type == "code" and re.search(rf"^def {name}\(", cell.source, re.M)]
+            if candidates:
+                answers[grade_id] = candidates[-1]
+                anchors = [(c, k) for c, k in anchors if c is not candidates[-1]]
+                repairs.append(f"answer cell {grade_id} had lost its nbgrader metadata: found by its def line")
+            else:
+                repairs.append(f"answer cell {grade_id} is missing: graded as the unchanged stub")
+
+    replaced = {key[1]: cell for cell, key in anchors if isinstance(key, tuple) and key[0] == "replace"}
+    extras = [(cell, key) for cell, key in anchors if not (isinstance(key, tuple) and key[0] == "replace")]
+    cells = []
+
+    def extras_after(key):
+        for cell, anchor in extras:
+            if anchor == key:
+                extra = copy.deepcopy(cell)
+                extra.get("metadata", {}).pop("nbgrader", None)  # an extra cell never carries grades
+                cells.append(extra)
+
+    extras_after(None)
+    for template in release.cells:
+        meta = _nbgrader_meta(template)
+        grade_id = meta.get("grade_id")
+        cell = copy.deepcopy(template)
+        if grade_id in answers:
+            cell.source = answers[grade_id].source if isinstance(answers[grade_id].source, str) else "".join(answers[grade_id].source)
+        elif template.get("id") in replaced and not grade_id:
+            cell.source = replaced[template.get("id")].source
+        cells.append(cell)
+        extras_after(("grade", grade_id) if grade_id else ("id", template.get("id")))
+
+    graded = [(_nbgrader_meta(c).get("grade_id"), c.cell_type) for c in submission.cells if _nbgrader_meta(c).get("grade_id")]
+    expected = [(_nbgrader_meta(c).get("grade_id"), c.cell_type) for c in release.cells if _nbgrader_meta(c).get("grade_id")]
+    if [g for g in graded if g in expected] != expected:
+        repairs.append("graded cells were deleted, reordered, duplicated or retyped: restored from the assignment")
+    for cell in submission.cells:
+        grade_id = _nbgrader_meta(cell).get("grade_id")
+        template = next((c for c in release.cells if _nbgrader_meta(c).get("grade_id") == grade_id), None)
+        if grade_id and template is not None and _nbgrader_meta(cell) != _nbgrader_meta(template):
+            repairs.append(f"nbgrader metadata of {grade_id} was edited: the assignment's is used")
+        elif grade_id and template is None:
+            repairs.append(f"a cell claims an unknown grade id {str(grade_id)[:40]!r}: its metadata is ignored")
+    result = copy.deepcopy(submission)
+    result.cells = cells
+    return result, list(dict.fromkeys(repairs))
+
+
+class CanonicalizeSubmission(NbGraderPreprocessor):
+    """First autograde step: rebuild the submission around the release's cells (see
+    :func:`canonical_submission`); what was repaired is kept in the notebook's metadata and
+    reported to the instructor and the student."""
+
+    def preprocess(self, nb, resources):
+        import nbformat
+        from nbgrader.coursedir import CourseDirectory
+
+        info = resources.get("nbgrader", {})
+        coursedir = CourseDirectory(config=self.config)
+        release_dir = coursedir.format_path(coursedir.release_directory, ".", info.get("assignment", ""))
+        path = Path(release_dir) / f"{info.get('notebook', '')}.ipynb"
+        if not path.is_file():
+            self.log.warning("No release notebook at %s: the submission's structure is not checked", path)
+            return nb, resources
+        release = nbformat.read(str(path), as_version=4)
+        nb, repairs = canonical_submission(nb, release)
+        for repair in repairs:
+            self.log.warning("Repaired the submission: %s", repair)
+        nb.metadata.setdefault("unet_course", {})["repairs"] = repairs
+        return nb, resources

@@ -9,7 +9,7 @@ starts runs under ``bwrap`` (Debian package ``bubblewrap``):
   the gradebook, other students' folders and the course's reference implementation
   (``unet_course/unet.py`` is replaced by a stub) are simply not there;
 * limits: address space, CPU seconds, processes, file size, open files, wall time; as root the
-  kernel drops to an unprivileged user so the process limit holds (root ignores it).
+  kernel drops to an unprivileged user of its own so the process limit holds (root ignores it).
 
 ``UNET_COURSE_SANDBOX`` chooses: ``auto`` (default: sandbox when bubblewrap works, otherwise
 grade unsandboxed with a loud warning), ``require`` (refuse to grade without it) or ``off``.
@@ -32,7 +32,14 @@ from traitlets import Unicode, default
 
 SANDBOX_ENV = "UNET_COURSE_SANDBOX"
 RECORD_ENV = "UNET_COURSE_RECORD_EVIDENCE"  # grading.assert_passes records models for the outside check
-UNPRIVILEGED = 65534  # "nobody": used when grading runs as root
+EVIDENCE_MIME = "application/vnd.unet-course.evidence+json"  # the display output that carries a record
+# As root, each grading process runs its kernel as a user of its own (no login, no files), so the
+# process limit of one submission (a fork bomb) never starves another worker's kernel.
+UNPRIVILEGED_BASE = 200000
+
+
+def unprivileged_uid() -> int:
+    return UNPRIVILEGED_BASE + os.getpid() % 100000
 
 UNSANDBOXED_WARNING = (
     "WARNING: bubblewrap is not available ({reason}); student code runs UNSANDBOXED, with your user's"
@@ -119,7 +126,8 @@ def _bwrap_prefix() -> list[str]:
 def _drop_privileges() -> list[str]:
     if not _as_root():
         return []
-    return ["setpriv", f"--reuid={UNPRIVILEGED}", f"--regid={UNPRIVILEGED}", "--clear-groups",
+    uid = unprivileged_uid()
+    return ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
             "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--"]
 
 
@@ -207,7 +215,7 @@ def sandbox_command(kernel_cmd: list[str], workdir: Path, private: Path, env: di
 def _give_to_unprivileged(path: Path) -> None:
     for root, dirs, files in os.walk(path):
         for name in [root, *(os.path.join(root, n) for n in dirs + files)]:
-            os.lchown(name, UNPRIVILEGED, UNPRIVILEGED)
+            os.lchown(name, unprivileged_uid(), unprivileged_uid())
 
 
 class SandboxKernelManager(AsyncKernelManager):
