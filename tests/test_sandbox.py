@@ -139,3 +139,23 @@ def test_fork_and_memory_bombs_are_bounded(probe_result):
     result, *_ = probe_result
     assert result["fork"].startswith("stopped after"), result["fork"]
     assert result["memory"] == "MemoryError", result["memory"]
+
+
+@pytest.mark.slow
+def test_without_bubblewrap_grading_still_works_and_says_so_loudly(make_course, monkeypatch, capsys):
+    from unet_course import instructor
+    from unet_course.submissions import ASSIGNMENT, NOTEBOOK, make_submission, write_submission
+
+    monkeypatch.setenv(sandbox.BWRAP_ENV, "bwrap-not-installed")
+    monkeypatch.delenv(sandbox.SANDBOX_ENV, raising=False)
+    course = make_course()
+    instructor.release(course)
+    release, source = course / "assignments" / ASSIGNMENT / NOTEBOOK, course / "solutions" / ASSIGNMENT / NOTEBOOK
+    write_submission(make_submission(release, source), course / "submitted", "alice")
+    [result] = instructor.autograde(course, progress=False)
+    assert "UNSANDBOXED" in capsys.readouterr().err
+    assert result.total == (100.0, 100.0), result.problems
+
+    monkeypatch.setenv(sandbox.SANDBOX_ENV, "require")
+    with pytest.raises(instructor.InstructorError, match="bubblewrap"):
+        instructor.autograde(course, progress=False)

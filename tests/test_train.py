@@ -248,3 +248,38 @@ def test_float16_export_round_trip(tmp_path, camvid_dir):
     # and the folder form works too
     loaded_dir, _ = ev.load_trained_model(tmp_path / "exp")
     assert (np.asarray(loaded_dir(images)).argmax(-1) == b).all()
+
+
+STRATEGY_SCRIPT = r"""
+import json, sys
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+sys.path.insert(0, sys.argv[3])
+from test_train import tiny
+from unet_course.train import train
+results = {}
+for strategy in ("default", "mirrored"):
+    out = f"{sys.argv[2]}/{strategy}"
+    metrics = train(tiny(out, sys.argv[1], epochs=2, plots=False, export=False, tensorboard=False, strategy=strategy))
+    rows = open(f"{out}/history.csv").read().strip().splitlines()
+    header = rows[0].split(",")
+    results[strategy] = {"loss": [float(r.split(",")[header.index("loss")]) for r in rows[1:]],
+                         "val_miou": metrics["val_miou"], "log": open(f"{out}/train.log").read()}
+print("RESULT " + json.dumps(results))
+"""
+
+
+def test_mirrored_strategy_on_two_logical_cpus_matches_one_device(tmp_path, camvid_dir):
+    """Data-parallel training over two logical CPU devices follows the one-device run for a fixed
+    seed (dropout masks differ between replicas, hence a tolerance rather than equality)."""
+    run = subprocess.run([sys.executable, "-c", STRATEGY_SCRIPT, str(camvid_dir), str(tmp_path), str(ROOT / "tests")],
+                         capture_output=True, text=True, timeout=600, cwd=ROOT)
+    line = next((l for l in run.stdout.splitlines() if l.startswith("RESULT ")), None)
+    assert line, run.stdout[-2000:] + run.stderr[-3000:]
+    results = json.loads(line[len("RESULT "):])
+    one, two = results["default"], results["mirrored"]
+    assert "2 replica(s)" in two["log"]
+    assert one["loss"][0] == pytest.approx(two["loss"][0], rel=0.05), (one["loss"], two["loss"])
+    assert one["loss"][-1] == pytest.approx(two["loss"][-1], rel=0.10), (one["loss"], two["loss"])
+    assert abs(one["val_miou"] - two["val_miou"]) < 0.1

@@ -128,8 +128,10 @@ def unreadable_reason(path: Path) -> str | None:
     import nbformat
 
     try:
-        notebook = nbformat.read(str(path), as_version=4)
-        nbformat.validate(notebook)
+        with warnings.catch_warnings():  # duplicate cell ids etc.: nbgrader repairs those itself
+            warnings.simplefilter("ignore")
+            notebook = nbformat.read(str(path), as_version=4)
+            nbformat.validate(notebook)
     except FileNotFoundError:
         return f"no {NOTEBOOK} in the submission"
     except Exception as error:  # noqa: BLE001 - JSON, encoding, schema: all mean "not a notebook"

@@ -31,6 +31,11 @@ from jupyter_client.manager import AsyncKernelManager
 from traitlets import Unicode, default
 
 SANDBOX_ENV = "UNET_COURSE_SANDBOX"
+BWRAP_ENV = "UNET_COURSE_BWRAP"  # another bubblewrap binary (the tests name a missing one)
+
+
+def _bwrap() -> str:
+    return os.environ.get(BWRAP_ENV, "bwrap")
 RECORD_ENV = "UNET_COURSE_RECORD_EVIDENCE"  # grading.assert_passes records models for the outside check
 EVIDENCE_MIME = "application/vnd.unet-course.evidence+json"  # the display output that carries a record
 # As root, each grading process runs its kernel as a user of its own (no login, no files), so the
@@ -86,10 +91,14 @@ def _as_root() -> bool:
     return os.geteuid() == 0
 
 
-@functools.lru_cache(maxsize=None)
 def unavailable_reason() -> str | None:
     """None when a sandbox like the grading one starts here; otherwise why not."""
-    for tool in ("bwrap", "prlimit", "setpriv"):
+    return _unavailable_reason(_bwrap())
+
+
+@functools.lru_cache(maxsize=None)
+def _unavailable_reason(bwrap: str) -> str | None:
+    for tool in (bwrap, "prlimit", "setpriv"):
         if not shutil.which(tool):
             return f"`{tool}` not found"
     trial = _bwrap_prefix() + ["--ro-bind", "/usr", "/usr", *_usr_links(), "--proc", "/proc", "--dev", "/dev"]
@@ -120,7 +129,7 @@ def _bwrap_prefix() -> list[str]:
         namespaces.append("--unshare-user")
     else:  # keep just enough privilege to switch to the unprivileged user inside
         namespaces += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
-    return ["bwrap", "--die-with-parent", "--new-session", *namespaces]
+    return [_bwrap(), "--die-with-parent", "--new-session", *namespaces]
 
 
 def _drop_privileges() -> list[str]:

@@ -66,7 +66,7 @@ class TrainConfig:
     jit: bool = False
     resume: bool = False
     max_minutes: float | None = None
-    strategy: str = "default"  # default | mirrored
+    strategy: str = "default"  # default | mirrored | multiworker
     seed: int = 0
     n_filters: int = 32
     val_fraction: float = 0.2
@@ -334,7 +334,9 @@ def train(config: TrainConfig | dict) -> dict:
 
     previous_policy = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(config.precision)
-    strategy = tf.distribute.MirroredStrategy() if config.strategy == "mirrored" else tf.distribute.get_strategy()
+    strategy = distribution_strategy(config.strategy)
+    if config.strategy != "default":
+        log(f"{config.strategy} strategy over {strategy.num_replicas_in_sync} replica(s)")
     try:
         with strategy.scope():
             model = build_model(config, info.n_classes)
@@ -381,6 +383,19 @@ def train(config: TrainConfig | dict) -> dict:
 
     return finish(config, info, model, state, out, val_pairs, t0, fit_seconds, run_state.stopped_for_time,
                   len(train_pairs), resumed_from)
+
+
+def distribution_strategy(name: str):
+    """``default`` (one device), ``mirrored`` (every GPU, else every logical CPU of this machine) or
+    ``multiworker`` (MultiWorkerMirroredStrategy: the cluster comes from TF_CONFIG)."""
+    import tensorflow as tf
+
+    if name == "mirrored":
+        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+        return tf.distribute.MirroredStrategy(devices=[d.name for d in devices])
+    if name == "multiworker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.get_strategy()
 
 
 def finish(config, info, model, state, out: Path, val_pairs, t0, fit_seconds, stopped_for_time,
@@ -457,7 +472,8 @@ def parse_args(argv=None) -> TrainConfig:
     p.add_argument("--jit", action="store_true", help="XLA-compile the train step")
     p.add_argument("--resume", action="store_true", help="continue from out/checkpoint")
     p.add_argument("--max-minutes", type=float, default=None, help="stop after the epoch that would overrun this")
-    p.add_argument("--strategy", choices=["default", "mirrored"], default="default")
+    p.add_argument("--strategy", choices=["default", "mirrored", "multiworker"], default="default",
+                   help="mirrored: data-parallel over every GPU (or logical CPU); multiworker: over machines (TF_CONFIG)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--n-filters", type=int, default=32, help="U-Net width (32 = the assignment's model)")
     p.add_argument("--val-fraction", type=float, default=0.2, help="carla/synthetic: files held out")

@@ -1,0 +1,113 @@
+"""Autograding cost: per-submission latency against the floor, and batch throughput.
+
+    python benchmarks/bench_grading.py                       # 20 submissions, 1 and 2 workers
+    python benchmarks/bench_grading.py --submissions 6 --repeats 1
+
+The floor is what any grading must pay: a fresh kernel that imports TensorFlow and builds one
+default U-Net (nbclient, no nbgrader). Latency is one `instructor.grade_one` (nbgrader autograde
+in the sandbox, plus the verifier) for a correct submission; also measured without the sandbox,
+and the verifier alone. Throughput grades a mix of submissions with 1 and 2 workers. Prints
+numbers; asserts nothing. Do not run it beside other heavy work: it uses both cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from unet_course import instructor, sandbox  # noqa: E402
+from unet_course.submissions import ASSIGNMENT, MISTAKES, NOTEBOOK, make_submission, write_submission  # noqa: E402
+
+FLOOR_CODE = ("import os\nos.environ['TF_CPP_MIN_LOG_LEVEL'] = '3'\nimport tensorflow\n"
+              "from unet_course.unet import unet_model\nmodel = unet_model()\n")
+
+
+def floor_seconds() -> float:
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(FLOOR_CODE)])
+    started = time.perf_counter()
+    NotebookClient(notebook, timeout=300, kernel_name="python3").execute()
+    return time.perf_counter() - started
+
+
+def make_course(root: Path, students: int) -> tuple[Path, list[str]]:
+    course = root / "course"
+    course.mkdir()
+    shutil.copy(ROOT / "nbgrader_config.py", course)
+    shutil.copytree(ROOT / "solutions", course / "solutions")
+    shutil.copytree(ROOT / "assignments", course / "assignments")
+    instructor.release(course)
+    release, source = course / "assignments" / ASSIGNMENT / NOTEBOOK, course / "solutions" / ASSIGNMENT / NOTEBOOK
+    mix = [((), ())] + [(("conv_block", "upsampling_block", "unet_model"), (m,)) for m in MISTAKES]
+    names = []
+    for i in range(students):
+        solved, mistakes = ((("conv_block", "upsampling_block", "unet_model"), ()) if i % 2 == 0 else mix[i % len(mix)])
+        name = f"student{i:03d}"
+        write_submission(make_submission(release, source, solved, mistakes), course / "submitted", name)
+        names.append(name)
+    return course, names
+
+
+def timed(action) -> float:
+    started = time.perf_counter()
+    action()
+    return time.perf_counter() - started
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--submissions", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=3, help="repeats for the floor and latency medians")
+    parser.add_argument("--json", type=Path, help="also write the numbers here")
+    args = parser.parse_args(argv)
+    print(f"processor: {platform.processor() or platform.machine()}, cores: {os.cpu_count()}, "
+          f"sandbox: {'on' if sandbox.active() else 'OFF: ' + str(sandbox.unavailable_reason())}")
+    numbers = {}
+    floors = [floor_seconds() for _ in range(args.repeats)]
+    numbers["floor_s"] = statistics.median(floors)
+    print(f"floor (fresh kernel + import TensorFlow + build the default U-Net): {numbers['floor_s']:.1f} s "
+          f"(runs: {', '.join(f'{f:.1f}' for f in floors)})")
+    with tempfile.TemporaryDirectory() as tmp:
+        course, names = make_course(Path(tmp), max(args.submissions, 1))
+        latencies = [timed(lambda: instructor.grade_one(course, names[0])) for _ in range(args.repeats)]
+        numbers["latency_s"] = statistics.median(latencies)
+        os.environ[sandbox.SANDBOX_ENV] = "off"
+        numbers["latency_unsandboxed_s"] = timed(lambda: instructor.grade_one(course, names[0]))
+        os.environ.pop(sandbox.SANDBOX_ENV)
+        records = Path(tmp) / "records.json"
+        os.environ["UNET_COURSE_KEEP_RECORDS"] = str(records)
+        instructor.grade_one(course, names[0])
+        os.environ.pop("UNET_COURSE_KEEP_RECORDS")
+        numbers["verifier_s"] = timed(lambda: subprocess.run([sys.executable, "-m", "unet_course.verify"],
+                                                             input=records.read_text(), capture_output=True,
+                                                             text=True, check=True))
+        print(f"latency, one correct submission: {numbers['latency_s']:.1f} s = "
+              f"{numbers['latency_s'] / numbers['floor_s']:.2f}x the floor (runs: {', '.join(f'{x:.1f}' for x in latencies)})")
+        print(f"  without the sandbox: {numbers['latency_unsandboxed_s']:.1f} s; "
+              f"the verifier alone (fresh interpreter): {numbers['verifier_s']:.1f} s")
+        for workers in (1, 2):
+            seconds = timed(lambda: instructor.autograde(course, names, progress=False, workers=workers))
+            numbers[f"batch_{workers}_workers_s"] = seconds
+            print(f"{len(names)} submissions, {workers} worker(s): {seconds:.0f} s = "
+                  f"{seconds / len(names):.1f} s per submission, {60 * len(names) / seconds:.1f} per minute")
+    if args.json:
+        args.json.write_text(json.dumps(numbers, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""Parallel grading on a shared PostgreSQL gradebook gives exactly the sequential SQLite grades.
+
+The same submissions are graded twice through the real course: one at a time into the
+embedded SQLite gradebook, and two workers at a time into a real PostgreSQL server on
+127.0.0.1 (tests/pg_server.py). Every grade cell of every student must match, and PostgreSQL
+must hold exactly one submission and one row per grade cell per student (none lost, none doubled).
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from unet_course import hostile, instructor
+from unet_course.submissions import ASSIGNMENT, NOTEBOOK, make_submission, write_submission
+
+from conftest import ROOT
+
+pytestmark = pytest.mark.slow
+
+STUDENTS = {  # student: (solved exercises, mistakes)
+    "s1_solution": (("conv_block", "upsampling_block", "unet_model"), ()),
+    "s2_partial": (("conv_block",), ()),
+    "s3_empty": ((), ()),
+    "s4_concat_order": (("conv_block", "upsampling_block", "unet_model"), ("concat_order",)),
+    "s5_wrong_skip": (("conv_block", "upsampling_block", "unet_model"), ("wrong_skip",)),
+    "s6_pooled_skip": (("conv_block", "upsampling_block", "unet_model"), ("pooled_skip",)),
+}
+
+
+def _course(root, name):
+    course = root / name
+    course.mkdir()
+    shutil.copy(ROOT / "nbgrader_config.py", course)
+    shutil.copytree(ROOT / "solutions", course / "solutions")
+    shutil.copytree(ROOT / "assignments", course / "assignments")
+    instructor.release(course)
+    release, source = course / "assignments" / ASSIGNMENT / NOTEBOOK, course / "solutions" / ASSIGNMENT / NOTEBOOK
+    for student, (solved, mistakes) in STUDENTS.items():
+        write_submission(make_submission(release, source, solved, mistakes), course / "submitted", student)
+    hostile.write_case(course, "s7_os_exit", hostile.CASES["os_exit"])
+    hostile.write_case(course, "s8_corrupted", hostile.CASES["corrupted_json"])
+    return course
+
+
+def _grades(course):
+    with instructor._gradebook(course) as gradebook:
+        return {s.student.id: {g.name: g.score for n in s.notebooks for g in n.grades}
+                for s in gradebook.assignment_submissions(ASSIGNMENT)}
+
+
+def test_parallel_postgres_grades_equal_sequential_sqlite(tmp_path, postgres_db_url, monkeypatch):
+    sequential = _course(tmp_path, "sqlite")
+    monkeypatch.delenv(instructor.DB_ENV, raising=False)
+    instructor.autograde(sequential, progress=False, workers=1)
+    expected = _grades(sequential)
+
+    monkeypatch.setenv(instructor.DB_ENV, postgres_db_url)  # nbgrader_config.py passes it to every command
+    parallel = _course(tmp_path, "postgres")
+    assert not (parallel / "gradebook.db").exists(), "the PostgreSQL course must not fall back to SQLite"
+    results = instructor.autograde(parallel, progress=False, workers=2)
+    got = _grades(parallel)
+
+    assert got == expected
+    assert sorted(r.student for r in results) == sorted(expected)
+    assert sum(expected["s1_solution"].values()) == 100 and sum(expected["s3_empty"].values()) == 0
+
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(postgres_db_url)
+    with engine.connect() as connection:
+        per_student = connection.execute(text(
+            "select s.student_id, count(distinct s.id), count(g.id) from submitted_assignment s"
+            " join submitted_notebook n on n.assignment_id = s.id join grade g on g.notebook_id = n.id"
+            " group by s.student_id")).all()
+        nulls = connection.execute(text("select count(*) from grade where auto_score is null"
+                                        " and manual_score is null")).scalar()
+    engine.dispose()
+    cells = len(next(iter(expected.values())))
+    assert sorted(per_student) == sorted((student, 1, cells) for student in expected)
+    assert nulls == 0
