@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -86,7 +87,12 @@ def _reversed(release, source):
 
 def _duplicated(release, source):
     notebook = _solved(release, source, ("conv_block",))
-    notebook.cells = [copy.deepcopy(c) for c in notebook.cells for _ in (0, 1)]
+    copies = []
+    for cell in notebook.cells:
+        twin = copy.deepcopy(cell)
+        twin["id"] = uuid.uuid4().hex[:8]  # as a copy-paste in JupyterLab: same content, new id
+        copies += [cell, twin]
+    notebook.cells = copies
     return _bytes(notebook)
 
 

@@ -165,6 +165,71 @@ def _error(ename: str, evalue: str):
     return new_output("error", ename=ename, evalue=evalue, traceback=[f"{ename}: {evalue}"])
 
 
+TEST_CELL = re.compile(r"test_(conv_block|upsampling_block|unet_model)_(public|hidden)")
+
+
+def test_cell_spec(cell) -> tuple[str, dict] | None:
+    """(grade id, {kind, hidden, records}) for one of the course's graded test cells, else None."""
+    from unet_course.sandbox import EVIDENCE_MIME  # not grading: that would import TensorFlow here
+
+    meta = cell.get("metadata", {}).get("nbgrader", {})
+    match = TEST_CELL.fullmatch(meta.get("grade_id", "") or "")
+    if cell.get("cell_type") != "code" or not match or not meta.get("grade"):
+        return None
+    records = [output["data"][EVIDENCE_MIME] for output in cell.get("outputs", [])
+               if output.get("output_type") in ("display_data", "execute_result")
+               and EVIDENCE_MIME in output.get("data", {})]
+    return match.group(0), {"kind": match.group(1), "hidden": match.group(2) == "hidden", "records": records}
+
+
+class VerifierSession:
+    """The verifier process for one notebook, started before the kernel so that it imports
+    TensorFlow meanwhile; each test cell's records are sent as soon as the cell has run, and
+    checked while the kernel goes on (JSON lines in, one verdict object out)."""
+
+    current = None
+
+    def __init__(self):
+        import subprocess
+        import sys
+
+        self.process = subprocess.Popen(
+            ["prlimit", f"--as={8 * 2**30}", "--", sys.executable, "-m", "unet_course.verify"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.sent: dict[str, str] = {}
+
+    @classmethod
+    def start(cls) -> "VerifierSession":
+        if cls.current is None:
+            cls.current = cls()
+        return cls.current
+
+    @classmethod
+    def take(cls) -> "VerifierSession":
+        session, cls.current = cls.start(), None
+        return session
+
+    def send(self, grade_id: str, spec: dict) -> None:
+        line = json.dumps({grade_id: spec})
+        if self.sent.get(grade_id) != line:
+            try:
+                self.process.stdin.write(line + "\n")
+                self.process.stdin.flush()
+            except (BrokenPipeError, OSError):
+                pass  # the verifier died: finish() reports it
+            self.sent[grade_id] = line
+
+    def finish(self, timeout: float = 900) -> tuple[dict | None, str]:
+        import subprocess
+
+        try:
+            stdout, stderr = self.process.communicate(timeout=timeout)
+            return (json.loads(stdout) if self.process.returncode == 0 else None), stderr
+        except (subprocess.TimeoutExpired, ValueError, OSError):
+            self.process.kill()
+            return None, "timed out"
+
+
 class GuardedExecute(Execute):
     """nbgrader's Execute with the course's sandboxed kernel and two safety nets.
 
@@ -196,6 +261,14 @@ class GuardedExecute(Execute):
             raise CellTimeoutError.error_from_timeout_and_cell("the kernel stopped answering", timeout, cell)
         return await super()._async_handle_timeout(timeout, cell)
 
+    def preprocess(self, nb, resources=None, km=None):
+        VerifierSession.start()
+        started = time.perf_counter()
+        try:
+            return super().preprocess(nb, resources, km)
+        finally:
+            self.log.info("Ran the notebook in the sandbox in %.1f s", time.perf_counter() - started)
+
     def preprocess_cell(self, cell, resources, index):
         if self._kernel_lost is not None:
             if cell.cell_type == "code":
@@ -203,7 +276,11 @@ class GuardedExecute(Execute):
                                        " (it exceeded a grading limit, exited or was killed)")]
             return cell, resources
         try:
-            return super().preprocess_cell(cell, resources, index)
+            cell, resources = super().preprocess_cell(cell, resources, index)
+            spec = test_cell_spec(cell)
+            if spec:  # checked while the kernel runs the next cells
+                VerifierSession.start().send(*spec)
+            return cell, resources
         except (DeadKernelError, CellTimeoutError) as error:  # dead, or alive but no longer answering
             self._kernel_lost = index
             how = "stopped answering" if isinstance(error, CellTimeoutError) else "stopped"
@@ -235,46 +312,34 @@ class VerifyRecordedModels(NbGraderPreprocessor):
     """
 
     def preprocess(self, nb, resources):
-        import subprocess
-        import sys
-
-        from unet_course.sandbox import EVIDENCE_MIME  # not grading: that would import TensorFlow here
-
         cells, specs, notes = {}, {}, {}
         for cell in nb.cells:
-            grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id", "")
-            match = re.fullmatch(r"test_(conv_block|upsampling_block|unet_model)_(public|hidden)", grade_id)
-            if cell.cell_type != "code" or not match or not cell.metadata.nbgrader.get("grade"):
+            spec = test_cell_spec(cell)
+            if not spec:
                 continue
-            records, kernel_notes = [], []
-            for output in cell.get("outputs", []):
-                if output.get("output_type") == "error" and output.get("ename") == "KernelDied":
-                    kernel_notes.append(output.get("evalue", ""))
-                data = output.get("data", {}) if output.get("output_type") in ("display_data", "execute_result") else {}
-                if EVIDENCE_MIME in data:
-                    records.append(data[EVIDENCE_MIME])
+            grade_id, specs[grade_id] = spec
+            notes[grade_id] = [o.get("evalue", "") for o in cell.get("outputs", [])
+                               if o.get("output_type") == "error" and o.get("ename") == "KernelDied"]
             # Only the verdict stays: nothing the submission printed here (it may quote the hidden
             # test's code from a hook) reaches the feedback.
             cell.outputs = []
             cells[grade_id] = cell
-            specs[grade_id] = {"kind": match.group(1), "hidden": match.group(2) == "hidden", "records": records}
-            notes[grade_id] = kernel_notes
+        session = VerifierSession.take()
         if not specs:
+            session.process.kill()
             return nb, resources
         started = time.perf_counter()
         if os.environ.get("UNET_COURSE_KEEP_RECORDS"):  # debugging and benchmarks: what the verifier got
             Path(os.environ["UNET_COURSE_KEEP_RECORDS"]).write_text(json.dumps(specs))
-        try:
-            run = subprocess.run(["prlimit", f"--as={8 * 2**30}", "--", sys.executable, "-m", "unet_course.verify"],
-                                 input=json.dumps(specs), capture_output=True, text=True, timeout=900)
-            verdicts = json.loads(run.stdout) if run.returncode == 0 else None
-        except (subprocess.TimeoutExpired, ValueError, OSError):
-            run, verdicts = None, None
+        for grade_id, spec in specs.items():
+            session.send(grade_id, spec)  # only what was not sent (or changed) since the cell ran
+        verdicts, stderr = session.finish()
         if verdicts is None:
-            detail = (run.stderr.strip().splitlines() or ["?"])[-1][:300] if run is not None else "timed out"
+            detail = (stderr.strip().splitlines() or ["?"])[-1][:300]
             self.log.error("The verifier failed: %s", detail)
             verdicts = {grade_id: [f"the grader could not check the recorded models ({detail})"] for grade_id in specs}
-        self.log.info("Verified the recorded models outside the kernel in %.1f s", time.perf_counter() - started)
+        self.log.info("Verified the recorded models outside the kernel; %.1f s after the notebook ended",
+                      time.perf_counter() - started)
         for grade_id, cell in cells.items():
             problems, kind = verdicts.get(grade_id, ["no verdict"]), specs[grade_id]["kind"]
             if problems and notes[grade_id]:  # say why nothing was recorded: the kernel was gone

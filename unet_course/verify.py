@@ -11,11 +11,12 @@ A forged record can only describe a model; to describe the right one, a student 
 right architecture, which is the exercise. Records are untrusted data: only plain built-in
 Keras layers are accepted, and the process runs with memory and time limits.
 
-    python -m unet_course.verify < records.json > verdicts.json
+    python -m unet_course.verify < records.jsonl > verdicts.json
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import sys
@@ -56,7 +57,7 @@ def rebuild(config):
     import keras
 
     check_config(config)
-    return keras.saving.deserialize_keras_object(config, safe_mode=True)
+    return keras.saving.deserialize_keras_object(copy.deepcopy(config), safe_mode=True)
 
 
 def _clean(problems) -> list[str]:
@@ -125,11 +126,18 @@ def verdicts(cells: dict) -> dict:
 
 
 def main() -> int:
+    """Read JSON lines of ``{grade_id: spec}`` (a later line for a grade id replaces an earlier
+    one), check each as it arrives, print all verdicts as one JSON object at the end."""
     from unet_course.course import import_tensorflow_quietly
 
     import_tensorflow_quietly()
-    cells = json.load(sys.stdin)
-    json.dump(verdicts(cells), sys.stdout)
+    from unet_course import grading  # noqa: F401 - imported (with Keras) before the records arrive
+
+    results = {}
+    for line in sys.stdin:
+        if line.strip():
+            results.update(verdicts(json.loads(line)))
+    json.dump(results, sys.stdout)
     return 0
 
 
