@@ -15,6 +15,8 @@ Prints, as text and (``--json``) as JSON:
   matching peak.
 
 Keep runs short (a few minutes): the defaults do 2 warm-up and 5 timed steps per configuration.
+On a shared 2-core machine single runs vary (float32 7.8 to 12.1 img/s minutes apart): compare
+configurations within one run, and repeat a run before trusting a difference.
 """
 
 from __future__ import annotations
