@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import platform
-import shutil
 import statistics
 import subprocess
 import sys
@@ -45,11 +44,7 @@ def floor_seconds() -> float:
 
 
 def make_course(root: Path, students: int) -> tuple[Path, list[str]]:
-    course = root / "course"
-    course.mkdir()
-    shutil.copy(ROOT / "nbgrader_config.py", course)
-    shutil.copytree(ROOT / "solutions", course / "solutions")
-    shutil.copytree(ROOT / "assignments", course / "assignments")
+    course = instructor.copy_course(root / "course", ROOT)
     instructor.release(course)
     release, source = course / "assignments" / ASSIGNMENT / NOTEBOOK, course / "solutions" / ASSIGNMENT / NOTEBOOK
     mix = [((), ())] + [(("conv_block", "upsampling_block", "unet_model"), (m,)) for m in MISTAKES]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -31,12 +30,9 @@ def make_course(tmp_path):
     """A fresh copy of the course (config, solutions, release) in a temp folder, with its own gradebook."""
 
     def make(name: str = "course") -> Path:
-        course = tmp_path / name
-        course.mkdir()
-        shutil.copy(ROOT / "nbgrader_config.py", course)
-        shutil.copytree(ROOT / "solutions", course / "solutions")
-        shutil.copytree(ROOT / "assignments", course / "assignments")
-        return course
+        from unet_course.instructor import copy_course
+
+        return copy_course(tmp_path / name, ROOT)
 
     return make
 

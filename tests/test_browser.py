@@ -9,7 +9,6 @@ it fails.
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys

@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import shutil
 import socket
 import threading
 
@@ -61,13 +60,8 @@ def batch(tmp_path_factory):
     if sandbox.unavailable_reason() and os.environ.get("CI") != "true":
         pytest.skip(f"bubblewrap cannot run here: {sandbox.unavailable_reason()}")
     os.environ[sandbox.SANDBOX_ENV] = "require"
-    course = tmp_path_factory.mktemp("hostile") / "course"
-    course.mkdir()
-    shutil.copy(ROOT / "nbgrader_config.py", course)
-    with open(course / "nbgrader_config.py", "a") as config:
-        config.write("\nc.ExecutePreprocessor.timeout = 20  # the course's cells take seconds; loops need not wait 2 min\n")
-    shutil.copytree(ROOT / "solutions", course / "solutions")
-    shutil.copytree(ROOT / "assignments", course / "assignments")
+    # The course's cells take seconds: an endless loop need not wait the default 2 minutes.
+    course = instructor.copy_course(tmp_path_factory.mktemp("hostile") / "course", ROOT, timeout=20)
     instructor.release(course)
     release, source = course / "assignments" / ASSIGNMENT / NOTEBOOK, course / "solutions" / ASSIGNMENT / NOTEBOOK
     write_submission(make_submission(release, source), course / "submitted", "control_solution")

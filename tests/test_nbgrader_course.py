@@ -66,13 +66,7 @@ def test_source_validates_and_release_fails_every_test(make_course):
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
     """One course, every kind of submission, one real `nbgrader autograde` batch."""
-    import shutil
-
-    course = tmp_path_factory.mktemp("graded") / "course"
-    course.mkdir()
-    shutil.copy(ROOT / "nbgrader_config.py", course)
-    shutil.copytree(ROOT / "solutions", course / "solutions")
-    shutil.copytree(ROOT / "assignments", course / "assignments")
+    course = instructor.copy_course(tmp_path_factory.mktemp("graded") / "course", ROOT)
     instructor.release(course)
     release = course / "assignments" / ASSIGNMENT / NOTEBOOK
     source = course / "solutions" / ASSIGNMENT / NOTEBOOK

@@ -8,8 +8,6 @@ must hold exactly one submission and one row per grade cell per student (none lo
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 
 from unet_course import hostile, instructor
@@ -30,11 +28,7 @@ STUDENTS = {  # student: (solved exercises, mistakes)
 
 
 def _course(root, name):
-    course = root / name
-    course.mkdir()
-    shutil.copy(ROOT / "nbgrader_config.py", course)
-    shutil.copytree(ROOT / "solutions", course / "solutions")
-    shutil.copytree(ROOT / "assignments", course / "assignments")
+    course = instructor.copy_course(root / name, ROOT)
     instructor.release(course)
     release, source = course / "assignments" / ASSIGNMENT / NOTEBOOK, course / "solutions" / ASSIGNMENT / NOTEBOOK
     for student, (solved, mistakes) in STUDENTS.items():

@@ -70,6 +70,25 @@ def db_url(course: Path) -> str:
     return os.environ.get(DB_ENV) or f"sqlite:///{Path(course) / 'gradebook.db'}"
 
 
+COURSE_ROOT = Path(__file__).resolve().parent.parent  # the repository: nbgrader_config.py, solutions/, assignments/
+
+
+def copy_course(target: Path, origin: Path = COURSE_ROOT, timeout: int | None = None) -> Path:
+    """A new course folder with this course's config, source and release (its own, empty gradebook).
+
+    ``timeout`` overrides the per-cell limit (seconds) in the copy's nbgrader_config.py.
+    """
+    target = Path(target)
+    target.mkdir(parents=True, exist_ok=True)
+    shutil.copy(origin / "nbgrader_config.py", target)
+    shutil.copytree(origin / "solutions", target / "solutions")
+    shutil.copytree(origin / "assignments", target / "assignments")
+    if timeout is not None:
+        with open(target / "nbgrader_config.py", "a") as config:
+            config.write(f"\nc.ExecutePreprocessor.timeout = {int(timeout)}\n")
+    return target
+
+
 def _check_course(course: Path) -> Path:
     course = Path(course).resolve()
     if not (course / "nbgrader_config.py").is_file():
