@@ -202,9 +202,12 @@ def sandbox_command(kernel_cmd: list[str], workdir: Path, private: Path, env: di
     stub = private / "reference_hidden.py"
     stub.write_text(REFERENCE_STUB)
     etc = [Path("/etc") / name for name in ETC_FILES if (Path("/etc") / name).exists()]
+    # RLIMIT_NPROC counts every task of the user: as root the kernel gets a uid of its own; as an
+    # ordinary user, leave room for what that user already runs (a desktop has hundreds of threads).
+    processes = limits.processes if _as_root() else limits.processes + _tasks_of(os.getuid())
     cmd = ["timeout", "--signal=KILL", str(limits.wall_seconds),
            "prlimit", f"--as={limits.memory_mb * 2**20}", f"--cpu={limits.cpu_seconds}",
-           f"--nproc={limits.processes}", f"--fsize={limits.file_mb * 2**20}",
+           f"--nproc={processes}", f"--fsize={limits.file_mb * 2**20}",
            f"--nofile={limits.open_files}", "--"]
     cmd += _bwrap_prefix()
     cmd += ["--ro-bind", "/usr", "/usr", *_usr_links(), "--proc", "/proc", "--dev", "/dev",
@@ -219,6 +222,21 @@ def sandbox_command(kernel_cmd: list[str], workdir: Path, private: Path, env: di
     cmd += ["--bind", str(workdir), str(workdir), "--bind", str(private), str(private), "--chdir", str(workdir)]
     cmd += sandbox_env(env)
     return cmd + _drop_privileges() + list(kernel_cmd)
+
+
+def _tasks_of(uid: int) -> int:
+    """Processes and threads that ``uid`` runs now (what RLIMIT_NPROC counts)."""
+    count = 0
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                status = Path(entry.path, "status").read_text()
+            except OSError:
+                continue
+            fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+            if int(fields.get("Uid", "-1").split()[0]) == uid:
+                count += int(fields.get("Threads", "1").strip() or 1)
+    return count
 
 
 def _give_to_unprivileged(path: Path) -> None:
