@@ -58,6 +58,7 @@ def fork_many():
         return f"stopped after {len(children)}: {type(error).__name__}"
 attempt("fork", fork_many)
 attempt("memory", lambda: len(bytearray(12 * 2**30)) and "allocated 12 GiB")
+attempt("cgroup", lambda: open("/proc/self/cgroup").read())
 print(json.dumps(result))
 '''
 

@@ -9,7 +9,9 @@ starts runs under ``bwrap`` (Debian package ``bubblewrap``):
   the gradebook, other students' folders and the course's reference implementation
   (``unet_course/unet.py`` is replaced by a stub) are simply not there;
 * limits: address space, CPU seconds, processes, file size, open files, wall time; as root the
-  kernel drops to an unprivileged user of its own so the process limit holds (root ignores it).
+  kernel drops to an unprivileged user of its own so the process limit holds (root ignores it),
+  and where cgroups can be made, the whole sandbox (forks included) shares one memory and one
+  process budget.
 
 ``UNET_COURSE_SANDBOX`` chooses: ``auto`` (default: sandbox when bubblewrap works, otherwise
 grade unsandboxed with a loud warning), ``require`` (refuse to grade without it) or ``off``.
@@ -74,7 +76,7 @@ class Limits:
 
     memory_mb: int = int(os.environ.get("UNET_COURSE_SANDBOX_MEMORY_MB", 6144))
     cpu_seconds: int = 900
-    processes: int = 512  # threads count too, and TensorFlow starts dozens
+    processes: int = 128  # threads count too: a kernel with TensorFlow runs ~20
     file_mb: int = 1024
     open_files: int = 1024
     wall_seconds: int = int(os.environ.get("UNET_COURSE_SANDBOX_WALL_SECONDS", 1800))
@@ -239,6 +241,85 @@ def _tasks_of(uid: int) -> int:
     return count
 
 
+class Cgroups:
+    """Memory and process limits for the whole sandbox (every process in it, forks included), in
+    a child of this process's cgroup, where the system lets us make one (root, cgroup v1 or v2).
+
+    Per-process rlimits alone do not bound a fork bomb's total memory: 128 forked kernels each
+    dirtying their copy of the interpreter exhaust the machine. Best effort: without cgroups the
+    rlimits still apply.
+    """
+
+    def __init__(self, name: str, limits: Limits):
+        self.paths: list[Path] = []
+        settings = []
+        for controller, path in self._parents():
+            child = path / name
+            try:
+                child.mkdir()
+            except OSError:
+                continue
+            self.paths.append(child)
+            memory = str(limits.memory_mb * 2**20)
+            if controller == "memory":
+                settings += [(child / "memory.limit_in_bytes", memory), (child / "memory.memsw.limit_in_bytes", memory)]
+            elif controller == "pids":
+                settings.append((child / "pids.max", str(limits.processes)))
+            else:  # cgroup v2: both in one
+                settings += [(child / "memory.max", memory), (child / "memory.swap.max", "0"),
+                             (child / "pids.max", str(limits.processes))]
+        for path, value in settings:
+            try:
+                path.write_text(value)
+            except OSError:
+                pass
+
+    @staticmethod
+    def _parents() -> list[tuple[str, Path]]:
+        found = []
+        try:
+            lines = Path("/proc/self/cgroup").read_text().splitlines()
+        except OSError:
+            return found
+        for line in lines:
+            _, controllers, path = line.split(":", 2)
+            for controller in ("memory", "pids"):
+                if controller in controllers.split(","):
+                    root = Path("/sys/fs/cgroup") / controller
+                    if (root / path.lstrip("/")).is_dir():
+                        found.append((controller, root / path.lstrip("/")))
+        if not found:  # pure cgroup v2
+            for line in lines:
+                if line.startswith("0::"):
+                    path = Path("/sys/fs/cgroup") / line[3:].lstrip("/")
+                    if (path / "cgroup.controllers").exists():
+                        found.append(("v2", path))
+        return found
+
+    def wrap(self, cmd: list[str]) -> list[str]:
+        """Join the cgroups first, then run ``cmd`` (its children stay in them)."""
+        if not self.paths:
+            return cmd
+        joins = "; ".join(f"echo $$ > '{p / 'cgroup.procs'}'" for p in self.paths)
+        return ["sh", "-c", f"{joins}; exec \"$@\"", "sh", *cmd]
+
+    def remove(self) -> None:
+        for path in self.paths:
+            for _ in range(50):
+                try:
+                    for pid in (path / "cgroup.procs").read_text().split():
+                        try:
+                            os.kill(int(pid), 9)
+                        except OSError:
+                            pass
+                    path.rmdir()
+                    break
+                except OSError:
+                    import time
+
+                    time.sleep(0.1)
+
+
 def _give_to_unprivileged(path: Path) -> None:
     for root, dirs, files in os.walk(path):
         for name in [root, *(os.path.join(root, n) for n in dirs + files)]:
@@ -254,6 +335,7 @@ class SandboxKernelManager(AsyncKernelManager):
 
     transport = Unicode("ipc", config=True)
     _private_dir = None
+    _cgroups = None
 
     @default("ip")
     def _default_ip_for_ipc(self):
@@ -279,6 +361,8 @@ class SandboxKernelManager(AsyncKernelManager):
         if self._private_dir is not None:
             workdir = Path(kw.get("cwd") or os.getcwd())
             kernel_cmd = sandbox_command(kernel_cmd, workdir, self._private_dir, kw.get("env") or {})
+            self._cgroups = Cgroups(self._private_dir.name, Limits())
+            kernel_cmd = self._cgroups.wrap(kernel_cmd)
             if _as_root():
                 _give_to_unprivileged(workdir)
                 _give_to_unprivileged(self._private_dir)
@@ -287,6 +371,9 @@ class SandboxKernelManager(AsyncKernelManager):
 
     async def _async_cleanup_resources(self, restart: bool = False) -> None:
         await super()._async_cleanup_resources(restart)
+        if self._cgroups is not None and not restart:
+            self._cgroups.remove()
+            self._cgroups = None
         if self._private_dir is not None and not restart:
             shutil.rmtree(self._private_dir, ignore_errors=True)
             self._private_dir = None
