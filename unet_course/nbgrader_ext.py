@@ -273,6 +273,8 @@ class GuardedExecute(Execute):
         finally:
             from unet_course import sandbox
 
+            sandbox.SandboxKernelManager.release_all()
+
             where = "in the sandbox" if sandbox.mode() != "off" and not sandbox.unavailable_reason() else "UNSANDBOXED"
             self.log.info("Ran the notebook %s in %.1f s", where, time.perf_counter() - started)
 

@@ -254,6 +254,7 @@ class Cgroups:
         self.paths: list[Path] = []
         settings = []
         for controller, path in self._parents():
+            self._sweep(path)
             child = path / name
             try:
                 child.mkdir()
@@ -271,6 +272,19 @@ class Cgroups:
         for path, value in settings:
             try:
                 path.write_text(value)
+            except OSError:
+                pass
+
+    @staticmethod
+    def _sweep(parent: Path, min_age: float = 120) -> None:
+        """Remove sandbox cgroups left behind by kernels that were never cleaned up (empty and
+        older than ``min_age`` seconds: a fresh one may be about to receive its kernel)."""
+        import time
+
+        for child in parent.glob("unet-grading-*"):
+            try:
+                if time.time() - child.stat().st_mtime > min_age:
+                    child.rmdir()  # fails while processes are in it
             except OSError:
                 pass
 
@@ -336,6 +350,14 @@ class SandboxKernelManager(AsyncKernelManager):
     transport = Unicode("ipc", config=True)
     _private_dir = None
     _cgroups = None
+    _started: list = []  # managers whose sandbox state may still need removing (release_all)
+
+    @classmethod
+    def release_all(cls) -> None:
+        """Remove every sandbox's cgroups and private folder (after the notebook has run: nbclient
+        does not always shut down a kernel that died, so its clean-up may never come)."""
+        while cls._started:
+            cls._started.pop()._remove_sandbox_state()
 
     @default("ip")
     def _default_ip_for_ipc(self):
@@ -343,6 +365,7 @@ class SandboxKernelManager(AsyncKernelManager):
 
     async def _async_pre_start_kernel(self, **kw):
         if active():
+            _sweep_private_dirs()
             self._private_dir = Path(tempfile.mkdtemp(prefix="unet-grading-"))
             os.chmod(self._private_dir, 0o700)
             self.connection_file = str(self._private_dir / "kernel.json")
@@ -362,6 +385,7 @@ class SandboxKernelManager(AsyncKernelManager):
             workdir = Path(kw.get("cwd") or os.getcwd())
             kernel_cmd = sandbox_command(kernel_cmd, workdir, self._private_dir, kw.get("env") or {})
             self._cgroups = Cgroups(self._private_dir.name, Limits())
+            SandboxKernelManager._started.append(self)
             kernel_cmd = self._cgroups.wrap(kernel_cmd)
             if _as_root():
                 _give_to_unprivileged(workdir)
@@ -371,9 +395,33 @@ class SandboxKernelManager(AsyncKernelManager):
 
     async def _async_cleanup_resources(self, restart: bool = False) -> None:
         await super()._async_cleanup_resources(restart)
-        if self._cgroups is not None and not restart:
+        if not restart:
+            self._remove_sandbox_state()
+
+    async def _async_shutdown_kernel(self, now: bool = False, restart: bool = False) -> None:
+        # A dead kernel's shutdown can fail before nbclient reaches the clean-up: clean up anyway.
+        try:
+            await super()._async_shutdown_kernel(now=now, restart=restart)
+        finally:
+            if not restart:
+                self._remove_sandbox_state()
+
+    def _remove_sandbox_state(self) -> None:
+        if self._cgroups is not None:
             self._cgroups.remove()
             self._cgroups = None
-        if self._private_dir is not None and not restart:
+        if self._private_dir is not None:
             shutil.rmtree(self._private_dir, ignore_errors=True)
             self._private_dir = None
+
+
+def _sweep_private_dirs(min_age: float = Limits().wall_seconds + 600) -> None:
+    """Remove private folders of kernels that outlived every limit (their grader was killed)."""
+    import time
+
+    for folder in Path(tempfile.gettempdir()).glob("unet-grading-*"):
+        try:
+            if time.time() - folder.stat().st_mtime > min_age:
+                shutil.rmtree(folder)
+        except OSError:
+            pass
