@@ -20,8 +20,6 @@ import os
 import re
 import shutil
 import stat
-import subprocess
-import sys
 import unicodedata
 import zipfile
 import zlib
@@ -29,6 +27,7 @@ from pathlib import Path, PurePosixPath
 
 from nbgrader.plugins import FileNameCollectorPlugin
 
+from unet_course.nbgrader_ext import run_nbgrader
 from unet_course.submissions import ASSIGNMENT, NOTEBOOK
 
 MAX_UNCOMPRESSED = 2 * 1024**3  # bytes; a class of notebooks is megabytes, more is a zip bomb or a mistake
@@ -153,14 +152,7 @@ class LmsCollector(FileNameCollectorPlugin):
 
 
 def _nbgrader(course: Path, *args: str) -> None:
-    """Run the real nbgrader CLI in the course, as ``instructor.nbgrader`` does.
-
-    Not imported from there: the instructor CLI imports this module, and a cycle would break
-    ``python -m unet_course.instructor``.
-    """
-    scripts = str(Path(sys.executable).parent)
-    env = dict(os.environ, PYTHONWARNINGS="ignore", PATH=scripts + os.pathsep + os.environ.get("PATH", ""))
-    run = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=course, env=env, capture_output=True, text=True)
+    run = run_nbgrader(course, *args)
     if run.returncode != 0:
         raise ZipCollectError(f"nbgrader {' '.join(args)} failed (exit {run.returncode}):\n{run.stdout[-2000:]}{run.stderr[-3000:]}")
 

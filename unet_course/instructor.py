@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import html
 import json
 import os
 import re
@@ -29,6 +30,7 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from unet_course.nbgrader_ext import run_nbgrader
 from unet_course.submissions import ASSIGNMENT, EXERCISES, NOTEBOOK, write_examples  # noqa: F401 (re-exported)
 
 POINTS_ORDER = list(EXERCISES)
@@ -43,12 +45,8 @@ STUDENT_TIMEOUT = int(os.environ.get("UNET_COURSE_STUDENT_TIMEOUT", 1800))  # se
 
 
 def nbgrader(course: Path, *args: str, check: bool = True, timeout: float | None = None) -> subprocess.CompletedProcess:
-    """Run the real nbgrader CLI in the course folder."""
-    # nbgrader runs `alembic` (gradebook migrations) from PATH: put this environment's scripts first.
-    scripts = str(Path(sys.executable).parent)
-    env = dict(os.environ, PYTHONWARNINGS="ignore", PATH=scripts + os.pathsep + os.environ.get("PATH", ""))
-    result = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=course, env=env,
-                            capture_output=True, text=True, timeout=timeout)
+    """Run the real nbgrader CLI in the course folder; raise InstructorError if it fails and ``check``."""
+    result = run_nbgrader(course, *args, timeout=timeout)
     if check and result.returncode != 0:
         raise InstructorError(f"nbgrader {' '.join(args)} failed (exit {result.returncode}):\n{result.stdout[-2000:]}{result.stderr[-3000:]}")
     return result
@@ -131,7 +129,7 @@ class StudentResult:
     student: str
     scores: dict = field(default_factory=dict)  # exercise -> (score, max)
     problems: list = field(default_factory=list)
-    raw_scores: list = field(default_factory=list)  # (score or None when never graded, max) per test
+    ungraded: int = 0  # grade cells with no score at all (nbgrader never got to them)
 
     @property
     def total(self) -> tuple[float, float]:
@@ -202,10 +200,11 @@ def grade_one(course: Path, student: str) -> StudentResult:
         except subprocess.TimeoutExpired:
             run_problem = f"grading took longer than {STUDENT_TIMEOUT} s and was stopped"
     result = read_result(course, student)
-    if reason or run_problem or any(score is None for score, _ in result.raw_scores):
-        record_zeros(course, student, reason or run_problem or "some tests were not graded")
+    problem = reason or run_problem or ("some tests were not graded" if result.ungraded else None)
+    if problem:
+        record_zeros(course, student, problem)
         result = read_result(course, student)
-        result.problems.insert(0, reason or run_problem or "some tests were not graded")
+        result.problems.insert(0, problem)
     return result
 
 
@@ -257,8 +256,7 @@ def read_result(course: Path, student: str) -> StudentResult:
         for grade in notebook.grades:
             exercise = _exercise_of(grade.name)
             score, maximum = result.scores.get(exercise, (0.0, 0.0))
-            result.raw_scores.append((grade.score if grade.auto_score is not None or grade.manual_score is not None
-                                      else None, grade.max_score))
+            result.ungraded += grade.auto_score is None and grade.manual_score is None
             result.scores[exercise] = (score + float(grade.score or 0.0), maximum + float(grade.max_score))
     autograded = course / "autograded" / student / ASSIGNMENT / NOTEBOOK
     result.problems += _repairs(autograded) + _failing_tests(autograded)
@@ -339,8 +337,6 @@ def feedback(course: Path) -> Path:
         info = json.loads(path.read_text())
         page = course / "feedback" / info["student"] / ASSIGNMENT / NOTEBOOK.replace(".ipynb", ".html")
         if not page.exists():
-            import html
-
             page.parent.mkdir(parents=True, exist_ok=True)
             page.write_text(FEEDBACK_PAGE.format(assignment=ASSIGNMENT, max_score=max_score,
                                                  reason=html.escape(info["reason"])))

@@ -17,6 +17,22 @@ from pathlib import Path
 
 from nbgrader.preprocessors import ClearSolutions
 
+
+def run_nbgrader(course, *args: str, timeout: float | None = None):
+    """Run the real nbgrader CLI in a course folder (a CompletedProcess; the caller checks it).
+
+    nbgrader runs ``alembic`` (gradebook migrations) from PATH: this environment's scripts go first.
+    """
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    scripts = str(Path(sys.executable).parent)
+    env = dict(os.environ, PYTHONWARNINGS="ignore", PATH=scripts + os.pathsep + os.environ.get("PATH", ""))
+    return subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=course, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
 BEGIN_STUB = "### BEGIN STUB"
 END_STUB = "### END STUB"
 
@@ -190,10 +206,9 @@ class VerifierSession:
     current = None
 
     def __init__(self):
+        import shutil
         import subprocess
         import sys
-
-        import shutil
 
         # Memory-limited where util-linux's prlimit exists (Linux); plain elsewhere (macOS).
         limit = ["prlimit", f"--as={8 * 2**30}", "--"] if shutil.which("prlimit") else []
@@ -275,7 +290,7 @@ class GuardedExecute(Execute):
 
             sandbox.SandboxKernelManager.release_all()
 
-            where = "in the sandbox" if sandbox.mode() != "off" and not sandbox.unavailable_reason() else "UNSANDBOXED"
+            where = "in the sandbox" if sandbox.active() else "UNSANDBOXED"
             self.log.info("Ran the notebook %s in %.1f s", where, time.perf_counter() - started)
 
     def preprocess_cell(self, cell, resources, index):

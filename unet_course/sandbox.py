@@ -26,27 +26,21 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from jupyter_client.manager import AsyncKernelManager
-from traitlets import Unicode, default
+from traitlets import Unicode
 
 SANDBOX_ENV = "UNET_COURSE_SANDBOX"
 BWRAP_ENV = "UNET_COURSE_BWRAP"  # another bubblewrap binary (the tests name a missing one)
-
-
-def _bwrap() -> str:
-    return os.environ.get(BWRAP_ENV, "bwrap")
 RECORD_ENV = "UNET_COURSE_RECORD_EVIDENCE"  # grading.assert_passes records models for the outside check
 EVIDENCE_MIME = "application/vnd.unet-course.evidence+json"  # the display output that carries a record
 # As root, each grading process runs its kernel as a user of its own (no login, no files), so the
 # process limit of one submission (a fork bomb) never starves another worker's kernel.
 UNPRIVILEGED_BASE = 200000
 
-
-def unprivileged_uid() -> int:
-    return UNPRIVILEGED_BASE + os.getpid() % 100000
 
 UNSANDBOXED_WARNING = (
     "WARNING: bubblewrap is not available ({reason}); student code runs UNSANDBOXED, with your user's"
@@ -87,6 +81,14 @@ def mode() -> str:
     if value not in {"auto", "require", "off"}:
         raise ValueError(f"{SANDBOX_ENV} must be auto, require or off, not {value!r}")
     return value
+
+
+def _bwrap() -> str:
+    return os.environ.get(BWRAP_ENV, "bwrap")
+
+
+def unprivileged_uid() -> int:
+    return UNPRIVILEGED_BASE + os.getpid() % 100000
 
 
 def _as_root() -> bool:
@@ -279,8 +281,6 @@ class Cgroups:
     def _sweep(parent: Path, min_age: float = 120) -> None:
         """Remove sandbox cgroups left behind by kernels that were never cleaned up (empty and
         older than ``min_age`` seconds: a fresh one may be about to receive its kernel)."""
-        import time
-
         for child in parent.glob("unet-grading-*"):
             try:
                 if time.time() - child.stat().st_mtime > min_age:
@@ -329,8 +329,6 @@ class Cgroups:
                     path.rmdir()
                     break
                 except OSError:
-                    import time
-
                     time.sleep(0.1)
 
 
@@ -358,10 +356,6 @@ class SandboxKernelManager(AsyncKernelManager):
         does not always shut down a kernel that died, so its clean-up may never come)."""
         while cls._started:
             cls._started.pop()._remove_sandbox_state()
-
-    @default("ip")
-    def _default_ip_for_ipc(self):
-        return "kernel-ipc"
 
     async def _async_pre_start_kernel(self, **kw):
         if active():
@@ -398,14 +392,6 @@ class SandboxKernelManager(AsyncKernelManager):
         if not restart:
             self._remove_sandbox_state()
 
-    async def _async_shutdown_kernel(self, now: bool = False, restart: bool = False) -> None:
-        # A dead kernel's shutdown can fail before nbclient reaches the clean-up: clean up anyway.
-        try:
-            await super()._async_shutdown_kernel(now=now, restart=restart)
-        finally:
-            if not restart:
-                self._remove_sandbox_state()
-
     def _remove_sandbox_state(self) -> None:
         if self._cgroups is not None:
             self._cgroups.remove()
@@ -417,8 +403,6 @@ class SandboxKernelManager(AsyncKernelManager):
 
 def _sweep_private_dirs(min_age: float = Limits().wall_seconds + 600) -> None:
     """Remove private folders of kernels that outlived every limit (their grader was killed)."""
-    import time
-
     for folder in Path(tempfile.gettempdir()).glob("unet-grading-*"):
         try:
             if time.time() - folder.stat().st_mtime > min_age:

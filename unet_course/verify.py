@@ -108,11 +108,8 @@ def verdict(kind: str, hidden: bool, records: list) -> list[str]:
         if hidden and case.numeric and not case_problems:
             match = grading.outputs_match(student, expected)
             if match is False:
-                diagnosis = grading._wiring_diagnosis(kind, student, case) if kind != "unet_model" else (
-                    "check the wiring: each upsampling block takes the previous block's output and the skip connection"
-                    " of the matching encoder block (blocks 4, 3, 2, 1)")
                 case_problems.append("with the same weights, your layers compute different outputs from the reference \u2014 "
-                                     + diagnosis)
+                                     + grading._wiring_diagnosis(kind, student, case))
             elif match is None:
                 case_problems.append("could not compare outputs: the layers with weights differ from the reference")
         problems += [f"[{case.title}] {p}" for p in case_problems]
