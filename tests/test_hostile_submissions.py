@@ -15,8 +15,14 @@ import threading
 
 import pytest
 
-from unet_course import hostile, instructor, sandbox
-from unet_course.submissions import ASSIGNMENT, NOTEBOOK, make_submission, write_submission
+import hostile_cases as hostile
+from unet_grader import sandbox
+from unet_grader.batch import autograde, grade_one, gradebook
+from unet_grader.coursedir import DB_ENV, CourseError, as_course, copy_course, nbgrader
+from unet_grader.release import release
+from unet_grader.report import export, feedback, read_result, summary_table
+from unet_grader.assignment import ASSIGNMENT, NOTEBOOK
+from unet_grader.examples import make_submission, write_submission
 
 from conftest import ROOT
 
@@ -49,7 +55,7 @@ class CountingServer:
 
 def _grades(course):
     """{student: {grade cell: score or None}} straight from the gradebook."""
-    with instructor._gradebook(course) as gradebook:
+    with gradebook(course) as gradebook:
         return {s.student.id: {g.name: g.score if g.auto_score is not None or g.manual_score is not None else None
                                for n in s.notebooks for g in n.grades}
                 for s in gradebook.assignment_submissions(ASSIGNMENT)}
@@ -61,22 +67,22 @@ def batch(tmp_path_factory):
         pytest.skip(f"bubblewrap cannot run here: {sandbox.unavailable_reason()}")
     os.environ[sandbox.SANDBOX_ENV] = "require"
     # The course's cells take seconds: an endless loop need not wait the default 2 minutes.
-    course = instructor.copy_course(tmp_path_factory.mktemp("hostile") / "course", ROOT, timeout=20)
-    instructor.release(course)
+    course = copy_course(tmp_path_factory.mktemp("hostile") / "course", ROOT, timeout=20)
+    release(course)
     release, source = course / "assignments" / ASSIGNMENT / NOTEBOOK, course / "solutions" / ASSIGNMENT / NOTEBOOK
-    write_submission(make_submission(release, source), course / "submitted", "control_solution")
-    write_submission(make_submission(release, source, ("conv_block", "upsampling_block")), course / "submitted",
+    write_submission(make_submission(release, source), course, "control_solution")
+    write_submission(make_submission(release, source, ("conv_block", "upsampling_block")), course,
                      "control_partial")
-    instructor.autograde(course, list(CONTROLS), progress=False)
+    autograde(course, list(CONTROLS), progress=False)
     before = _grades(course)
     server = CountingServer()
     students = {f"hostile_{name}": case for name, case in hostile.CASES.items()}
     for student, case in students.items():
         hostile.write_case(course, student, case, port=server.port)
     # Two workers: hostile kernels run side by side, and must not disturb each other either.
-    results = {r.student: r for r in instructor.autograde(course, list(students), progress=True, workers=2)}
-    instructor.feedback(course)
-    instructor.export(course, course / "grades.csv")
+    results = {r.student: r for r in autograde(course, list(students), progress=True, workers=2)}
+    feedback(course)
+    export(course, course / "grades.csv")
     yield {"course": course, "before": before, "after": _grades(course), "results": results, "server": server}
     os.environ.pop(sandbox.SANDBOX_ENV, None)
 
@@ -103,7 +109,7 @@ def test_honest_students_grades_never_move(batch):
 
 
 def test_gradebook_stays_consistent(batch):
-    with instructor._gradebook(batch["course"]) as gradebook:
+    with gradebook(batch["course"]) as gradebook:
         assignment = gradebook.find_assignment(ASSIGNMENT)
         assert assignment.max_score == 100.0  # the "bonus" cell and points=1000 edits changed nothing
         cells = sorted(c.name for n in assignment.notebooks for c in n.grade_cells)

@@ -8,8 +8,10 @@ import keras
 import nbformat
 import pytest
 
-from unet_course import grading, unet
-from unet_course.submissions import EXERCISES, solution_code
+from unet_course import checks
+from unet_grader import reference, verifier
+from unet_grader.assignment import EXERCISES
+from unet_grader.examples import solution_code
 
 from conftest import SOURCE_NOTEBOOK
 
@@ -27,7 +29,7 @@ def solution_namespace() -> dict:
 
 
 SOLUTION = solution_namespace()
-IMPLEMENTATIONS = {"reference": vars(unet), "solution": SOLUTION}
+IMPLEMENTATIONS = {"reference": vars(reference), "solution": SOLUTION}
 
 
 @pytest.fixture(params=list(IMPLEMENTATIONS))
@@ -58,7 +60,7 @@ def test_other_unet_configuration(impl):
 def test_conv_block_layers(impl):
     inputs = keras.Input((96, 128, 3))
     next_layer, skip = impl["conv_block"](inputs, 32)
-    layers = grading.describe(keras.Model(inputs, [next_layer, skip]))
+    layers = checks.describe(keras.Model(inputs, [next_layer, skip]))
     assert [(l.kind, l.output_shape, l.params) for l in layers] == [
         ("Conv2D", (None, 96, 128, 32), 896),
         ("Conv2D", (None, 96, 128, 32), 9_248),
@@ -80,7 +82,7 @@ def test_conv_block_with_dropout(impl):
 def test_upsampling_block_layers(impl):
     expansive, contractive = keras.Input((12, 16, 256)), keras.Input((24, 32, 128))
     output = impl["upsampling_block"](expansive, contractive, 32)
-    layers = grading.describe(keras.Model([expansive, contractive], output))
+    layers = checks.describe(keras.Model([expansive, contractive], output))
     assert [(l.kind, l.output_shape, l.params) for l in layers] == [
         ("Conv2DTranspose", (None, 24, 32, 32), 73_760),
         ("Concatenate", (None, 24, 32, 160), 0),
@@ -92,13 +94,13 @@ def test_upsampling_block_layers(impl):
 @pytest.mark.parametrize("kind", list(EXERCISES))
 def test_solution_passes_public_and_hidden_checks(kind):
     keras.backend.clear_session()
-    assert grading.check(kind, SOLUTION[kind], grading.PUBLIC_CASES[kind], verbose=False) == []
-    assert grading.check(kind, SOLUTION[kind], grading.HIDDEN_CASES[kind], numeric=True, verbose=False) == []
+    assert checks.check_public(kind, SOLUTION[kind], verbose=False) == []
+    assert verifier.check_function(kind, SOLUTION[kind], hidden=True) == []
 
 
 def test_solution_computes_what_the_reference_computes():
     """Same architecture and wiring: with the solution's weights copied in, the outputs agree."""
     keras.backend.clear_session()
     solution_model = SOLUTION["unet_model"]((32, 48, 3), 4, 5)
-    reference_model = unet.unet_model((32, 48, 3), 4, 5)
-    assert grading.outputs_match(solution_model, reference_model) is True
+    reference_model = reference.unet_model((32, 48, 3), 4, 5)
+    assert reference.outputs_match(solution_model, reference_model) is True

@@ -8,8 +8,12 @@ import re
 import nbformat
 import pytest
 
-from unet_course import instructor
-from unet_course.submissions import ASSIGNMENT, EXERCISES, MISTAKES, NOTEBOOK, make_submission, write_submission
+from unet_grader.batch import autograde, grade_one, gradebook
+from unet_grader.coursedir import DB_ENV, CourseError, as_course, copy_course, nbgrader
+from unet_grader.release import release
+from unet_grader.report import export, feedback, read_result, summary_table
+from unet_grader.assignment import ASSIGNMENT, EXERCISES, NOTEBOOK
+from unet_grader.examples import MISTAKES, make_submission, write_submission
 
 from conftest import RELEASE_NOTEBOOK, ROOT
 
@@ -27,7 +31,7 @@ def _comparable(path):
 def test_release_does_not_drift_from_the_source(make_course):
     course = make_course()
     (course / "assignments").rename(course / "committed")
-    instructor.release(course)
+    release(course)
     regenerated = course / "assignments" / ASSIGNMENT / NOTEBOOK
     assert _comparable(regenerated) == _comparable(RELEASE_NOTEBOOK), (
         "assignments/ differs from what solutions/ generates: run `make release` and commit the result")
@@ -51,7 +55,7 @@ def test_release_holds_no_solution_and_no_hidden_test():
 
 
 def _validate(course, path, *extra):
-    result = instructor.nbgrader(course, "validate", *extra, str(path), check=False)
+    result = nbgrader(course, "validate", *extra, str(path), check=False)
     return result.stdout + result.stderr
 
 
@@ -66,18 +70,18 @@ def test_source_validates_and_release_fails_every_test(make_course):
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
     """One course, every kind of submission, one real `nbgrader autograde` batch."""
-    course = instructor.copy_course(tmp_path_factory.mktemp("graded") / "course", ROOT)
-    instructor.release(course)
+    course = copy_course(tmp_path_factory.mktemp("graded") / "course", ROOT)
+    release(course)
     release = course / "assignments" / ASSIGNMENT / NOTEBOOK
     source = course / "solutions" / ASSIGNMENT / NOTEBOOK
-    write_submission(make_submission(release, source), course / "submitted", "solution")
-    write_submission(make_submission(release, source, solved=()), course / "submitted", "untouched")
+    write_submission(make_submission(release, source), course, "solution")
+    write_submission(make_submission(release, source, solved=()), course, "untouched")
     for name in MISTAKES:
-        write_submission(make_submission(release, source, mistakes=(name,)), course / "submitted", f"mistake_{name}")
-    write_submission(_tag_test_cells(make_submission(release, source, solved=())), course / "submitted", "skip_tags")
-    write_submission(_noisy(make_submission(release, source)), course / "submitted", "stderr_noise")
-    run = instructor.nbgrader(course, "autograde", ASSIGNMENT, "--force", check=False)
-    results = {student: instructor.read_result(course, student) for student in instructor.submitted_students(course)}
+        write_submission(make_submission(release, source, mistakes=(name,)), course, f"mistake_{name}")
+    write_submission(_tag_test_cells(make_submission(release, source, solved=())), course, "skip_tags")
+    write_submission(_noisy(make_submission(release, source)), course, "stderr_noise")
+    run = nbgrader(course, "autograde", ASSIGNMENT, "--force", check=False)
+    results = {student: read_result(course, student) for student in as_course(course).submitted_students()}
     return course, run, results
 
 
@@ -145,7 +149,7 @@ def test_each_mistake_loses_points_only_in_its_exercise_with_named_feedback(grad
 
 def test_feedback_says_what_failed_but_hides_hidden_tests(graded):
     course, _, _ = graded
-    instructor.feedback(course)
+    feedback(course)
     html = (course / "feedback" / "mistake_concat_order" / ASSIGNMENT / "unet_segmentation.html").read_text()
     assert "concatenation order is swapped" in html
     assert "hidden=True" not in html and "BEGIN HIDDEN TESTS" not in html
@@ -157,7 +161,7 @@ def test_grades_export_to_csv(graded):
     import csv
 
     course, _, results = graded
-    out = instructor.export(course, course / "grades.csv")
+    out = export(course, course / "grades.csv")
     rows = {row["student_id"]: row for row in csv.DictReader(out.open())}
     assert set(rows) == set(results)
     assert float(rows["solution"]["raw_score"]) == 100.0

@@ -10,8 +10,13 @@ from __future__ import annotations
 
 import pytest
 
-from unet_course import hostile, instructor
-from unet_course.submissions import ASSIGNMENT, NOTEBOOK, make_submission, write_submission
+import hostile_cases as hostile
+from unet_grader.batch import autograde, grade_one, gradebook
+from unet_grader.coursedir import DB_ENV, CourseError, as_course, copy_course, nbgrader
+from unet_grader.release import release
+from unet_grader.report import export, feedback, read_result, summary_table
+from unet_grader.assignment import ASSIGNMENT, NOTEBOOK
+from unet_grader.examples import make_submission, write_submission
 
 from conftest import ROOT
 
@@ -28,32 +33,32 @@ STUDENTS = {  # student: (solved exercises, mistakes)
 
 
 def _course(root, name):
-    course = instructor.copy_course(root / name, ROOT)
-    instructor.release(course)
+    course = copy_course(root / name, ROOT)
+    release(course)
     release, source = course / "assignments" / ASSIGNMENT / NOTEBOOK, course / "solutions" / ASSIGNMENT / NOTEBOOK
     for student, (solved, mistakes) in STUDENTS.items():
-        write_submission(make_submission(release, source, solved, mistakes), course / "submitted", student)
+        write_submission(make_submission(release, source, solved, mistakes), course, student)
     hostile.write_case(course, "s7_os_exit", hostile.CASES["os_exit"])
     hostile.write_case(course, "s8_corrupted", hostile.CASES["corrupted_json"])
     return course
 
 
 def _grades(course):
-    with instructor._gradebook(course) as gradebook:
+    with gradebook(course) as gradebook:
         return {s.student.id: {g.name: g.score for n in s.notebooks for g in n.grades}
                 for s in gradebook.assignment_submissions(ASSIGNMENT)}
 
 
 def test_parallel_postgres_grades_equal_sequential_sqlite(tmp_path, postgres_db_url, monkeypatch):
     sequential = _course(tmp_path, "sqlite")
-    monkeypatch.delenv(instructor.DB_ENV, raising=False)
-    instructor.autograde(sequential, progress=False, workers=1)
+    monkeypatch.delenv(DB_ENV, raising=False)
+    autograde(sequential, progress=False, workers=1)
     expected = _grades(sequential)
 
-    monkeypatch.setenv(instructor.DB_ENV, postgres_db_url)  # nbgrader_config.py passes it to every command
+    monkeypatch.setenv(DB_ENV, postgres_db_url)  # nbgrader_config.py passes it to every command
     parallel = _course(tmp_path, "postgres")
     assert not (parallel / "gradebook.db").exists(), "the PostgreSQL course must not fall back to SQLite"
-    results = instructor.autograde(parallel, progress=False, workers=2)
+    results = autograde(parallel, progress=False, workers=2)
     got = _grades(parallel)
 
     assert got == expected

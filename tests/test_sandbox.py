@@ -18,7 +18,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from unet_course import sandbox
+from unet_grader import sandbox
 
 from conftest import ROOT
 
@@ -144,19 +144,22 @@ def test_fork_and_memory_bombs_are_bounded(probe_result):
 
 @pytest.mark.slow
 def test_without_bubblewrap_grading_still_works_and_says_so_loudly(make_course, monkeypatch, capsys):
-    from unet_course import instructor
-    from unet_course.submissions import ASSIGNMENT, NOTEBOOK, make_submission, write_submission
+    from unet_grader.batch import autograde
+    from unet_grader.coursedir import CourseError, copy_course
+    from unet_grader.release import release
+    from unet_grader.assignment import ASSIGNMENT, NOTEBOOK
+from unet_grader.examples import make_submission, write_submission
 
     monkeypatch.setenv(sandbox.BWRAP_ENV, "bwrap-not-installed")
     monkeypatch.delenv(sandbox.SANDBOX_ENV, raising=False)
     course = make_course()
-    instructor.release(course)
+    release(course)
     release, source = course / "assignments" / ASSIGNMENT / NOTEBOOK, course / "solutions" / ASSIGNMENT / NOTEBOOK
-    write_submission(make_submission(release, source), course / "submitted", "alice")
-    [result] = instructor.autograde(course, progress=False)
+    write_submission(make_submission(release, source), course, "alice")
+    [result] = autograde(course, progress=False)
     assert "UNSANDBOXED" in capsys.readouterr().err
     assert result.total == (100.0, 100.0), result.problems
 
     monkeypatch.setenv(sandbox.SANDBOX_ENV, "require")
-    with pytest.raises(instructor.InstructorError, match="bubblewrap"):
-        instructor.autograde(course, progress=False)
+    with pytest.raises(CourseError, match="bubblewrap"):
+        autograde(course, progress=False)

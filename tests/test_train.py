@@ -232,7 +232,7 @@ def test_evaluate_scores_model_size_and_native_size(tmp_path, camvid_dir, capsys
 
 def test_float16_export_round_trip(tmp_path, camvid_dir):
     keras.utils.set_random_seed(0)
-    from unet_course.unet import unet_model
+    from unet_grader.reference import unet_model
 
     model = unet_model(input_size=(*SIZE, 3), n_filters=32, n_classes=12)
     meta = ev.model_meta(CAMVID, SIZE, 32)

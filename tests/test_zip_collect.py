@@ -14,9 +14,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from unet_course import collect
-from unet_course.collect import ZipCollectError, collect_zip, normalise, student_of
-from unet_course.submissions import ASSIGNMENT, NOTEBOOK
+from unet_grader import collect
+from unet_grader.collect import ZipCollectError, collect_zip, normalise, student_of
+from unet_grader.assignment import ASSIGNMENT, NOTEBOOK
 
 from conftest import RELEASE_NOTEBOOK
 

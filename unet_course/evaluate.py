@@ -31,7 +31,7 @@ import tensorflow as tf  # noqa: E402
 from unet_course import data as data_lib  # noqa: E402
 from unet_course.datasets import DatasetInfo, get_dataset_info  # noqa: E402
 from unet_course.metrics import ConfusionAccumulator, scores_from_confusion  # noqa: E402
-from unet_course.unet import unet_model  # noqa: E402
+from unet_course.architecture import unet_builder  # noqa: E402
 
 NORMALISATION = "RGB scaled to [0,1]"
 META_NAME = "model.json"
@@ -45,7 +45,7 @@ def meta_path(weights_path) -> Path:
 def model_meta(info: DatasetInfo, image_size, n_filters: int, **extra) -> dict:
     meta = {
         "format": "unet_course weights v1",
-        "architecture": "unet_course.unet.unet_model",
+        "architecture": "the course's unet_model (unet_grader.reference, or the student's own)",
         "input_size": [int(image_size[0]), int(image_size[1]), 3],
         "normalisation": NORMALISATION,
         "dataset": info.name,
@@ -60,11 +60,13 @@ def model_meta(info: DatasetInfo, image_size, n_filters: int, **extra) -> dict:
     return meta
 
 
-def _float32_unet(meta: dict) -> keras.Model:
-    """The reference U-Net described by ``meta``, built in float32 whatever the global policy."""
+def _float32_unet(meta: dict, unet_model=None) -> keras.Model:
+    """The U-Net described by ``meta``, built in float32 whatever the global policy, by
+    ``unet_model`` (default: the course's reference, see :mod:`unet_course.architecture`)."""
     policy = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy("float32")
     try:
+        unet_model = unet_model or unet_builder(meta.get("notebook"))
         return unet_model(input_size=tuple(meta["input_size"]), n_filters=meta["n_filters"],
                           n_classes=meta["n_classes"])
     finally:
@@ -106,7 +108,7 @@ def export_weights(model: keras.Model, path, meta: dict) -> Path:
     """Save ``model``'s weights as float16 (about 17 MB for the default U-Net) and ``model.json``.
 
     ``path`` should end in ``.weights.h5``. Only the U-Net's own weights are kept (no optimizer
-    state, no mixed-precision wrapper), so any float32 :func:`unet_course.unet.unet_model` of the
+    state, no mixed-precision wrapper), so any float32 course U-Net (``unet_model``) of the
     same size can take them back with :func:`load_trained_model`.
     """
     path = Path(path)
@@ -122,10 +124,12 @@ def export_weights(model: keras.Model, path, meta: dict) -> Path:
     return path
 
 
-def load_trained_model(path) -> tuple[keras.Model, dict]:
+def load_trained_model(path, unet_model=None) -> tuple[keras.Model, dict]:
     """``(model, meta)`` from a weights file (float16 export or float32) and its ``model.json``.
 
-    The model is the float32 reference U-Net; it outputs logits for images scaled to [0, 1].
+    The model is a float32 U-Net built by ``unet_model`` (a student's own function, or by default
+    the course's reference); it outputs logits for images scaled to [0, 1]. The weights load only
+    into the assignment's architecture.
     """
     path = Path(path)
     if path.is_dir():
@@ -133,7 +137,7 @@ def load_trained_model(path) -> tuple[keras.Model, dict]:
         path = path / meta.get("weights_file", "weights.weights.h5")
     else:
         meta = json.loads(meta_path(path).read_text())
-    model = _float32_unet(meta)
+    model = _float32_unet(meta, unet_model)
     with tempfile.TemporaryDirectory() as tmp:
         full = Path(tmp) / "full.weights.h5"
         _convert_h5(path, full, np.float32)
@@ -305,10 +309,11 @@ def plot_prediction_grid(samples, info: DatasetInfo, out_png, max_rows: int = 4)
 
 
 def evaluate(weights, data, split: str | None = "test", batch_size: int = 8, native: bool | None = None,
-             val_fraction: float = 0.2, seed: int = 0, plots_dir=None) -> dict:
-    """Score ``weights`` on one split of ``data`` (camvid: a split folder; carla: the val split by seed)."""
+             val_fraction: float = 0.2, seed: int = 0, plots_dir=None, notebook=None) -> dict:
+    """Score ``weights`` on one split of ``data`` (camvid: a split folder; carla: the val split by seed).
+    ``notebook``: build the U-Net from that notebook's functions (default: the course's reference)."""
     t0 = time.time()
-    model, meta = load_trained_model(weights)
+    model, meta = load_trained_model(weights, unet_builder(notebook) if notebook else None)
     info = get_dataset_info(meta["dataset"])
     if info.layout == "camvid":
         pairs = data_lib.list_pairs(data, info, split or "test")
@@ -354,8 +359,11 @@ def main(argv=None) -> int:
     p.add_argument("--no-native", dest="native", action="store_false")
     p.add_argument("--plots", default=None, help="folder for per-class IoU / confusion / prediction plots")
     p.add_argument("--out", default=None, help="also write the metrics JSON here")
+    p.add_argument("--notebook", default=None, help="build the U-Net from this notebook's functions"
+                   " (default: the course's reference, in the repository)")
     args = p.parse_args(argv)
-    result = evaluate(args.weights, args.data, args.split, args.batch_size, args.native, plots_dir=args.plots)
+    result = evaluate(args.weights, args.data, args.split, args.batch_size, args.native, plots_dir=args.plots,
+                      notebook=args.notebook)
     text = json.dumps(result, indent=2)
     print(text)
     if args.out:

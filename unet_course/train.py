@@ -1,9 +1,12 @@
-"""The one training entry point: the course's reference U-Net on synthetic, CARLA or CamVid data.
+"""The one training entry point: the course's U-Net on synthetic, CARLA or CamVid data.
 
     python -m unet_course.train --dataset camvid --data /path/to/camvid --out runs/camvid \\
         --epochs 60 --image-size 144 192 --augment --precision mixed_bfloat16 --max-minutes 80
 
 or, from a notebook, ``train(TrainConfig(dataset="synthetic", out="runs/demo", epochs=5))``.
+
+The U-Net is the course's reference when the instructor's side is installed (the repository),
+or the one a student wrote: ``--notebook PATH`` builds it from that notebook's three functions.
 
 What a run leaves in ``--out``:
 
@@ -44,7 +47,7 @@ from unet_course import data as data_lib  # noqa: E402
 from unet_course import evaluate as eval_lib  # noqa: E402
 from unet_course.datasets import get_dataset_info  # noqa: E402
 from unet_course.metrics import VoidIgnoringMeanIoU, VoidIgnoringPixelAccuracy  # noqa: E402
-from unet_course.unet import unet_model  # noqa: E402
+from unet_course.architecture import unet_builder  # noqa: E402
 
 
 @dataclass
@@ -74,6 +77,7 @@ class TrainConfig:
     tensorboard: bool = True
     plots: bool = True
     export: bool = True
+    notebook: str | None = None  # build the U-Net from this notebook's functions (default: the reference)
     extra: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
@@ -151,9 +155,10 @@ def lr_schedule(config: TrainConfig, steps_per_epoch: int):
 
 
 def build_model(config: TrainConfig, n_classes: int) -> keras.Model:
-    """The reference U-Net; under mixed precision a float32 identity layer on top of the logits."""
+    """The course's U-Net (see :mod:`unet_course.architecture`); under mixed precision a float32
+    identity layer on top of the logits."""
     h, w = config.image_size
-    base = unet_model(input_size=(h, w, 3), n_filters=config.n_filters, n_classes=n_classes)
+    base = unet_builder(config.notebook)(input_size=(h, w, 3), n_filters=config.n_filters, n_classes=n_classes)
     if config.precision == "float32":
         return base
     logits = keras.layers.Activation("linear", dtype="float32", name="logits_float32")(base.output)
@@ -415,7 +420,8 @@ def finish(config, info, model, state, out: Path, val_pairs, t0, fit_seconds, st
         recent = state["epoch_seconds"][-epochs_this_run:]
         img_per_s = n_train * len(recent) / sum(recent)
     meta = eval_lib.model_meta(info, config.image_size, config.n_filters, trained_epochs=state["epoch"],
-                               best_epoch=state["best_epoch"])
+                               best_epoch=state["best_epoch"],
+                               **({"notebook": str(Path(config.notebook).resolve())} if config.notebook else {}))
     metrics = {
         "dataset": info.name,
         "val_split_size": len(val_pairs),
@@ -476,6 +482,9 @@ def parse_args(argv=None) -> TrainConfig:
                    help="mirrored: data-parallel over every GPU (or logical CPU); multiworker: over machines (TF_CONFIG)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--n-filters", type=int, default=32, help="U-Net width (32 = the assignment's model)")
+    p.add_argument("--notebook", default=None,
+                   help="build the U-Net from this notebook's conv_block, upsampling_block and unet_model"
+                        " (default: the course's reference, in the repository)")
     p.add_argument("--val-fraction", type=float, default=0.2, help="carla/synthetic: files held out")
     p.add_argument("--verbose", type=int, default=None)
     p.add_argument("--no-tensorboard", dest="tensorboard", action="store_false")
@@ -486,7 +495,7 @@ def parse_args(argv=None) -> TrainConfig:
                        augment=a.augment, class_weights=a.class_weights, loss=a.loss, precision=a.precision,
                        jit=a.jit, resume=a.resume, max_minutes=a.max_minutes, strategy=a.strategy, seed=a.seed,
                        n_filters=a.n_filters, val_fraction=a.val_fraction, verbose=a.verbose,
-                       tensorboard=a.tensorboard, plots=a.plots)
+                       tensorboard=a.tensorboard, plots=a.plots, notebook=a.notebook)
 
 
 def main(argv=None) -> int:

@@ -2,7 +2,7 @@
 
 Inside nbgrader's kernel a submission can rewrite anything: the grading helpers, Keras, numpy,
 builtins. So there the test cells only *record* what the student's functions build (each
-model's Keras JSON config, see ``grading.record``), and this module, run by nbgrader's process
+model's Keras JSON config, see ``unet_course.checks.record``), and this module, run by nbgrader's process
 in a fresh interpreter that never executes student code, rebuilds every model from its config
 and checks it against the reference: layer types and settings, output shapes, parameter
 counts and, for hidden tests, outputs computed with shared weights.
@@ -11,7 +11,7 @@ A forged record can only describe a model; to describe the right one, a student 
 right architecture, which is the exercise. Records are untrusted data: only plain built-in
 Keras layers are accepted, and the process runs with memory and time limits.
 
-    python -m unet_course.verify < records.jsonl > verdicts.json
+    python -m unet_grader.verifier < records.jsonl > verdicts.json
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ import os
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from unet_grader import assignment, reference  # noqa: E402 - after the log level
 
 ALLOWED_LAYERS = {
     "InputLayer", "Conv2D", "Conv2DTranspose", "MaxPooling2D", "Dropout", "Concatenate", "Activation",
@@ -67,21 +69,33 @@ def _clean(problems) -> list[str]:
     return [str(p)[:400] for p in problems[:MAX_PROBLEMS]]
 
 
+def case_problems(exercise: str, case, student, hidden: bool) -> list[str]:
+    """Every problem of one configuration: the shared comparison (the same messages the
+    notebook's public checks give), then for hidden tests the same-weights output comparison."""
+    from unet_course import checks
+
+    expected = reference.build_expected(exercise, case)
+    problems = checks.compare_case(exercise, student, checks.describe_model(exercise, expected))
+    if hidden and case.numeric and not problems:
+        match = reference.outputs_match(student, expected)
+        if match is False:
+            problems.append("with the same weights, your layers compute different outputs from the reference \u2014 "
+                            + reference.wiring_diagnosis(exercise, student, case))
+        elif match is None:
+            problems.append("could not compare outputs: the layers with weights differ from the reference")
+    return problems
+
+
 def verdict(kind: str, hidden: bool, records: list) -> list[str]:
-    """Every problem of one test cell (empty: the cell passes)."""
+    """Every problem of one test cell from the kernel's records (empty: the cell passes)."""
     import keras
 
-    from unet_course import grading
-
-    cases = grading.HIDDEN_CASES[kind] if hidden else grading.PUBLIC_CASES[kind]
-    build_reference = grading._BUILDERS[kind][1]
-    filters_hint = grading._BUILDERS[kind][2]
     by_case = {}
     for record in records:
         if isinstance(record, dict) and record.get("kind") == kind and record.get("hidden") == hidden:
             by_case.setdefault(record.get("case"), record)
     problems: list[str] = []
-    for index, case in enumerate(cases):
+    for index, case in enumerate(assignment.cases(kind, hidden)):
         record = by_case.get(index)
         if record is None:
             problems.append(f"[{case.title}] no model was recorded for this configuration: the test cell did not"
@@ -96,23 +110,20 @@ def verdict(kind: str, hidden: bool, records: list) -> list[str]:
         except Exception as error:  # noqa: BLE001 - untrusted input: any failure is a failed test
             problems.append(f"[{case.title}] the recorded model could not be checked: {str(error)[:200]}")
             break
-        expected = build_reference(case, placeholders=True) if kind == "unet_model" else build_reference(case)
-        case_problems = []
-        want_inputs = [tuple(t.shape[1:]) for t in expected.inputs]
-        got_inputs = [tuple(t.shape[1:]) for t in student.inputs]
-        if got_inputs != want_inputs:
-            case_problems.append(f"the model was built for inputs {got_inputs}; this test uses {want_inputs}")
-        else:
-            case_problems += grading.compare_layers(grading.describe(student), grading.describe(expected), filters_hint)
-            case_problems += grading._compare_outputs(kind, student, expected)
-        if hidden and case.numeric and not case_problems:
-            match = grading.outputs_match(student, expected)
-            if match is False:
-                case_problems.append("with the same weights, your layers compute different outputs from the reference \u2014 "
-                                     + grading._wiring_diagnosis(kind, student, case))
-            elif match is None:
-                case_problems.append("could not compare outputs: the layers with weights differ from the reference")
-        problems += [f"[{case.title}] {p}" for p in case_problems]
+        problems += [f"[{case.title}] {p}" for p in case_problems(kind, case, student, hidden)]
+    return problems
+
+
+def check_function(exercise: str, function, hidden: bool = True) -> list[str]:
+    """The same verdict for a function in this process (the instructor's own notebook run)."""
+    from unet_course import checks
+
+    problems: list[str] = []
+    for case in assignment.cases(exercise, hidden):
+        student, build_problems = checks.build(exercise, function, case)
+        if student is None:
+            return problems + [f"[{case.title}] {p}" for p in build_problems]
+        problems += [f"[{case.title}] {p}" for p in case_problems(exercise, case, student, hidden)]
     return problems
 
 
@@ -128,7 +139,7 @@ def main() -> int:
     from unet_course.course import import_tensorflow_quietly
 
     import_tensorflow_quietly()
-    from unet_course import grading  # noqa: F401 - imported (with Keras) before the records arrive
+    from unet_course import checks  # noqa: F401 - imported (with Keras) before the records arrive
 
     results = {}
     for line in sys.stdin:

@@ -1,5 +1,7 @@
-"""Collect submissions from an LMS download (one zip) with nbgrader's own ``nbgrader zip_collect``.
+"""Collect submissions: a folder of ``<student>.ipynb`` files, or an LMS download (one zip)
+through nbgrader's own ``nbgrader zip_collect``.
 
+    collect(course, Path("notebooks/"))         # -> ["alice", "bob", ...]
     collect_zip(course, Path("submissions.zip"))  # -> ["alice", "smithjohn", ...]
 
 The zip is checked here before nbgrader sees it, because nbgrader's extractor trusts it: it
@@ -27,8 +29,8 @@ from pathlib import Path, PurePosixPath
 
 from nbgrader.plugins import FileNameCollectorPlugin
 
-from unet_course.nbgrader_ext import run_nbgrader
-from unet_course.submissions import ASSIGNMENT, NOTEBOOK
+from unet_grader.assignment import ASSIGNMENT, NOTEBOOK
+from unet_grader.coursedir import Course, CourseError, run_nbgrader
 
 MAX_UNCOMPRESSED = 2 * 1024**3  # bytes; a class of notebooks is megabytes, more is a zip bomb or a mistake
 # The copy nbgrader extracts gets an extension of its own, and ExtractorPlugin.zip_ext lists only
@@ -46,7 +48,7 @@ BLACKBOARD = re.compile(r".*_(?P<name>[^_]+)_attempt_\d{4}(?:-\d\d){5}(?:_.*)?\.
 CANVAS = re.compile(r"(?P<name>[^_]+)_(?:late_)?\d+_\d+_.*\.ipynb$", re.IGNORECASE)
 
 
-class ZipCollectError(RuntimeError):
+class ZipCollectError(CourseError):
     """The zip cannot be collected as it is; the message names the file and what is wrong."""
 
 
@@ -166,19 +168,33 @@ def collect_zip(course: Path, zip_path: Path) -> list[str]:
     submitted/ who is in the zip gets the zip's notebook; students not in it are left alone.
     Returns the student ids collected, sorted.
     """
-    course, zip_path = Path(course).resolve(), Path(zip_path)
-    if not (course / "nbgrader_config.py").is_file():
-        raise ZipCollectError(f"{course} is not a course folder: it has no nbgrader_config.py")
+    course, zip_path = Course(course), Path(zip_path)
     plan = read_plan(zip_path)
-    archive = course / "downloaded" / ASSIGNMENT / "archive"
+    archive = course.zip_archive_folder()
     shutil.rmtree(archive, ignore_errors=True)
     archive.mkdir(parents=True)
     shutil.copyfile(zip_path, archive / ARCHIVE)
-    _nbgrader(course, "zip_collect", ASSIGNMENT, "--force", "--collector=unet_course.collect.LmsCollector",
+    _nbgrader(course.root, "zip_collect", ASSIGNMENT, "--force", "--collector=unet_grader.collect.LmsCollector",
               f"--ExtractorPlugin.zip_ext={Path(ARCHIVE).suffix}")
     wrong = [f"{student} ({info.filename})" for student, info in plan.items()
-             if not (path := course / "submitted" / student / ASSIGNMENT / NOTEBOOK).is_file()
+             if not (path := course.submitted_notebook(student)).is_file()
              or zlib.crc32(path.read_bytes()) != info.CRC]
     if wrong:
         raise ZipCollectError(f"nbgrader zip_collect did not copy these notebooks intact: {', '.join(wrong)}")
     return sorted(plan)
+
+
+def collect(course: Path, source: Path) -> list[str]:
+    """Copy ``source/<student>.ipynb`` files (or an LMS zip) into nbgrader's submitted/ layout."""
+    source = Path(source)
+    if source.is_file() and source.suffix.lower() == ".zip":
+        return collect_zip(course, source)
+    notebooks = sorted(source.glob("*.ipynb"))
+    if not notebooks:
+        raise CourseError(f"no .ipynb files in {source}")
+    course = Course(course)
+    for path in notebooks:
+        target = course.submitted_notebook(path.stem)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target)
+    return [path.stem for path in notebooks]

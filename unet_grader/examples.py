@@ -1,8 +1,9 @@
-"""Make student submissions from the release: solved, partly solved, or with one typical mistake.
+"""Example submissions, made from the release: solved, partly solved, or with one typical mistake.
 
-The demo autogrades these examples and the tests grade every mistake through the real nbgrader
-course, so each entry of :data:`MISTAKES` is a promise: this error loses points in this exercise,
-and the feedback says so in words containing ``keyword``.
+The one catalogue of example submissions (the hostile ones live with the tests,
+``tests/hostile_cases.py``). The demo autogrades these examples and the tests grade every
+mistake through the real nbgrader course, so each entry of :data:`MISTAKES` is a promise: this
+error loses points in this exercise, and the feedback says so in words containing ``keyword``.
 """
 
 from __future__ import annotations
@@ -12,11 +13,9 @@ from pathlib import Path
 
 import nbformat
 
-from unet_course.nbgrader_ext import BEGIN_STUB, END_STUB
-
-ASSIGNMENT = "unet_segmentation"
-NOTEBOOK = f"{ASSIGNMENT}.ipynb"
-EXERCISES = {"conv_block": "UNQ_C1", "upsampling_block": "UNQ_C2", "unet_model": "UNQ_C3"}
+from unet_grader.assignment import EXERCISES
+from unet_grader.coursedir import Course, as_course
+from unet_grader.plugins.stubs import BEGIN_STUB, END_STUB
 
 
 @dataclass(frozen=True)
@@ -126,19 +125,19 @@ EXAMPLE_STUDENTS = (
 )
 
 
-def write_submission(notebook: nbformat.NotebookNode, submitted_dir: Path, student: str) -> Path:
+def write_submission(notebook: nbformat.NotebookNode, course, student: str) -> Path:
     """Save a notebook where ``nbgrader autograde`` looks for it."""
-    path = Path(submitted_dir) / student / ASSIGNMENT / NOTEBOOK
+    course = as_course(course)
+    path = course.submitted_notebook(student)
     path.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(notebook, str(path))
     return path
 
 
-def write_examples(course_root: Path) -> list[str]:
-    """Write the example submissions into ``course_root/submitted``; return the student ids."""
-    course_root = Path(course_root)
-    release = course_root / "assignments" / ASSIGNMENT / NOTEBOOK
-    source = course_root / "solutions" / ASSIGNMENT / NOTEBOOK
+def write_examples(course) -> list[str]:
+    """Write the example submissions into the course's submitted/ folder; return the student ids."""
+    course = as_course(course)
+    release, source = course.release_notebook(), course.source_notebook()
     for student, solved, mistakes in EXAMPLE_STUDENTS:
-        write_submission(make_submission(release, source, solved, mistakes), course_root / "submitted", student)
+        write_submission(make_submission(release, source, solved, mistakes), course, student)
     return [student for student, _, _ in EXAMPLE_STUDENTS]

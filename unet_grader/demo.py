@@ -9,9 +9,8 @@ import sys
 import time
 from pathlib import Path
 
-from unet_course import instructor
-
-COURSE_ROOT = Path(__file__).resolve().parent.parent
+from unet_grader import batch, examples, release, report
+from unet_grader.coursedir import REPOSITORY
 
 
 def step(title: str) -> None:
@@ -20,7 +19,7 @@ def step(title: str) -> None:
 
 def main() -> int:
     start = time.time()
-    course = COURSE_ROOT
+    course = REPOSITORY
     if not (course / "nbgrader_config.py").is_file():
         print("error: run the demo from a checkout of the course repository", file=sys.stderr)
         return 1
@@ -32,15 +31,15 @@ def main() -> int:
     print(f"data in {data_dir}")
 
     step("2/5 Student release: nbgrader generate_assignment solutions/ -> assignments/")
-    print(f"release in {instructor.release(course)}")
+    print(f"release in {release.release(course)}")
 
     step("3/5 Example submissions (correct, partial, empty, three typical mistakes)")
-    students = instructor.write_examples(course)
+    students = examples.write_examples(course)
     print("written to submitted/:", ", ".join(students))
 
     step("4/5 Autograding with nbgrader")
-    results = instructor.autograde(course, students)
-    print(instructor.summary_table(results))
+    results = batch.autograde(course, students)
+    print(report.summary_table(results))
 
     step("5/5 A short training of the assignment's U-Net on the default data (2 epochs)")
     from unet_course.course import import_tensorflow_quietly
@@ -57,7 +56,7 @@ def main() -> int:
     print(f"  gradebook:            {course / 'gradebook.db'}")
     print(f"  autograded notebooks: {course / 'autograded'}")
     print(f"  training run:         {run_dir} (metrics.json, curves.png, predictions.png, weights)")
-    print("  next: python -m unet_course.instructor feedback | export   (see README, 'For instructors')")
+    print("  next: python -m unet_grader feedback | export   (see README, 'For instructors')")
     return 0
 
 

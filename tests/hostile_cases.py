@@ -7,7 +7,7 @@ recorded, the score is exactly what the honest part of the submission earns (``e
 most ``at_most`` where a bomb may take a correct answer down with it), the instructor's summary
 says what happened (``message``), and nobody else's grades move.
 
-    python -m unet_course.hostile --course DIR   # write them all into DIR/submitted/
+    python tests/hostile_cases.py --course DIR   # write them all into DIR/submitted/
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ from typing import Callable
 
 import nbformat
 
-from unet_course.submissions import ASSIGNMENT, EXERCISES, NOTEBOOK, make_submission
+from unet_grader.assignment import EXERCISES, NOTEBOOK
+from unet_grader.coursedir import as_course
+from unet_grader.examples import make_submission
 
 FULL = 100.0
 
@@ -166,10 +168,11 @@ def unet_model(input_size=(96, 128, 3), n_filters=32, n_classes=23):
 '''
 
 PATCH_GRADING = '''
-from unet_course import grading
+from unet_course import checks, evidence
 passed = lambda *args, **kwargs: print("\\033[92mAll tests passed\\033[0m")
-grading.assert_passes = grading.assert_runs = grading.record = grading.check = passed
-grading.compare_layers = lambda *args, **kwargs: []
+checks.assert_passes = checks.assert_runs = checks.assert_passes_hidden = checks.record = checks.check_public = passed
+checks.compare_layers = checks.compare_case = lambda *args, **kwargs: []
+evidence.recording = lambda: False
 '''
 
 PATCH_LIBRARIES = '''
@@ -196,7 +199,7 @@ ip.events.register("post_run_cell", lambda result: setattr(result, "error_in_exe
 FORGED_RECORDS = '''
 import json
 from IPython.display import display
-from unet_course import grading
+from unet_course import evidence
 lam = {"module": "keras", "class_name": "Functional", "registered_name": "Functional", "config": {"name": "m",
        "layers": [{"module": "keras.layers", "class_name": "Lambda", "registered_name": None, "name": "x",
                    "config": {"name": "x", "function": "os.system"}, "inbound_nodes": []}],
@@ -205,7 +208,7 @@ def forge(info):
     for kind in ("conv_block", "upsampling_block", "unet_model"):
         for hidden in (False, True):
             for case in range(3):
-                display({grading.EVIDENCE_MIME: {"kind": kind, "hidden": hidden, "case": case, "problems": [],
+                display({evidence.EVIDENCE_MIME: {"kind": kind, "hidden": hidden, "case": case, "problems": [],
                                                  "config": lam}}, raw=True)
 get_ipython().events.register("pre_run_cell", forge)
 '''
@@ -222,8 +225,8 @@ for pattern in ("../../../solutions/**/*.ipynb", "../../../gradebook.db", "../..
             found[path] = repr(error)
 print("found:", found)
 try:
-    from unet_course import unet
-    print("reference:", unet.conv_block)
+    from unet_grader import reference
+    print("reference:", reference.conv_block)
 except ImportError as error:
     print("reference hidden:", error)
 def leak(info):
@@ -343,8 +346,8 @@ CASES: dict[str, Hostile] = {
 
 def write_case(course: Path, student: str, case: Hostile, **format_args) -> Path:
     """Write one case into ``course/submitted/<student>/``; ``format_args`` fill its code (e.g. port)."""
-    release = Path(course) / "assignments" / ASSIGNMENT / NOTEBOOK
-    source = Path(course) / "solutions" / ASSIGNMENT / NOTEBOOK
+    course = as_course(course)
+    release, source = course.release_notebook(), course.source_notebook()
     built = case.build(release, source)
     data, files = built if isinstance(built, tuple) else (built, {})
     if any(("{" + key + "}").encode() in data for key in format_args):
@@ -355,7 +358,7 @@ def write_case(course: Path, student: str, case: Hostile, **format_args) -> Path
                 text = text.replace("{" + key + "}", str(value))
             cell["source"] = text
         data = json.dumps(notebook, indent=1).encode()
-    folder = Path(course) / "submitted" / student / ASSIGNMENT
+    folder = course.submitted_folder(student)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / NOTEBOOK).write_bytes(data)
     for name, content in files.items():
@@ -364,7 +367,7 @@ def write_case(course: Path, student: str, case: Hostile, **format_args) -> Path
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m unet_course.hostile", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python tests/hostile_cases.py", description=__doc__.split("\n")[0])
     parser.add_argument("--course", type=Path, default=Path.cwd())
     parser.add_argument("--port", type=int, default=9, help="port the network case tries on 127.0.0.1")
     args = parser.parse_args(argv)

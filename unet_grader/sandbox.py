@@ -4,10 +4,12 @@ nbgrader runs student code as the instructor, with no isolation. Here every kern
 starts runs under ``bwrap`` (Debian package ``bubblewrap``):
 
 * no network (a new, empty network namespace; the kernel talks to nbgrader over Unix sockets);
-* a file system built from read-only system, Python and course-package folders, plus the
-  student's own autograded folder (writable) and a private ``/tmp``: the source notebooks,
-  the gradebook, other students' folders and the course's reference implementation
-  (``unet_course/unet.py`` is replaced by a stub) are simply not there;
+* a file system built from read-only system and Python folders and the student package
+  (``unet_course``), plus the student's own autograded folder (writable) and a private ``/tmp``:
+  the source notebooks, the gradebook, other students' folders and this grading package (the
+  reference, the hidden checks) are simply not there;
+* an environment of named variables only (:data:`PASSED_ENV`): the grader's tokens, passwords
+  and gradebook URL never reach the kernel;
 * limits: address space, CPU seconds, processes, file size, open files, wall time; as root the
   kernel drops to an unprivileged user of its own so the process limit holds (root ignores it),
   and where cgroups can be made, the whole sandbox (forks included) shares one memory and one
@@ -33,10 +35,10 @@ from pathlib import Path
 from jupyter_client.manager import AsyncKernelManager
 from traitlets import Unicode
 
+from unet_course.evidence import CASES_ENV, RECORD_ENV
+
 SANDBOX_ENV = "UNET_COURSE_SANDBOX"
 BWRAP_ENV = "UNET_COURSE_BWRAP"  # another bubblewrap binary (the tests name a missing one)
-RECORD_ENV = "UNET_COURSE_RECORD_EVIDENCE"  # grading.assert_passes records models for the outside check
-EVIDENCE_MIME = "application/vnd.unet-course.evidence+json"  # the display output that carries a record
 # As root, each grading process runs its kernel as a user of its own (no login, no files), so the
 # process limit of one submission (a fork bomb) never starves another worker's kernel.
 UNPRIVILEGED_BASE = 200000
@@ -48,13 +50,10 @@ UNSANDBOXED_WARNING = (
     f" {SANDBOX_ENV}=require to refuse grading without it."
 )
 
-REFERENCE_STUB = '''"""Hidden while grading: the course's reference implementation is not available to submissions."""
-raise ImportError("the course's reference U-Net is not available while your notebook is graded")
-'''
-
-# Environment passed into the sandbox (everything else, tokens and secrets included, is dropped).
-PASSED_ENV_PREFIXES = ("UNET_COURSE_", "TF_", "OMP_", "KMP_", "NBGRADER_")
-PASSED_ENV = {"LANG", "LC_ALL", "PYTHONHASHSEED", "TZ"}
+# The only variables a grading kernel gets from the grader's environment, by name (nothing by
+# prefix: a grader's gradebook URL, tokens and passwords must never reach student code).
+PASSED_ENV = ("LANG", "LC_ALL", "TZ", "PYTHONHASHSEED", "TF_CPP_MIN_LOG_LEVEL", "OMP_NUM_THREADS",
+              "NBGRADER_EXECUTION", "UNET_COURSE_SMALL")
 
 ETC_FILES = ["ld.so.cache", "ld.so.conf", "ld.so.conf.d", "alternatives", "localtime", "nsswitch.conf",
              "passwd", "group", "ssl", "fonts", "mime.types"]
@@ -68,12 +67,18 @@ class SandboxUnavailable(RuntimeError):
 class Limits:
     """Per-kernel resource limits (generous for a U-Net exercise, fatal for bombs)."""
 
-    memory_mb: int = int(os.environ.get("UNET_COURSE_SANDBOX_MEMORY_MB", 6144))
+    memory_mb: int = 6144
     cpu_seconds: int = 900
     processes: int = 128  # threads count too: a kernel with TensorFlow runs ~20
     file_mb: int = 1024
     open_files: int = 1024
-    wall_seconds: int = int(os.environ.get("UNET_COURSE_SANDBOX_WALL_SECONDS", 1800))
+    wall_seconds: int = 1800
+
+    @classmethod
+    def from_environment(cls) -> "Limits":
+        """The limits for this grading run: read when a kernel starts, not when this module is imported."""
+        return cls(memory_mb=int(os.environ.get("UNET_COURSE_SANDBOX_MEMORY_MB", cls.memory_mb)),
+                   wall_seconds=int(os.environ.get("UNET_COURSE_SANDBOX_WALL_SECONDS", cls.wall_seconds)))
 
 
 def mode() -> str:
@@ -161,15 +166,11 @@ def _package_dir(name: str) -> Path | None:
 
 
 def readonly_paths() -> list[Path]:
-    """Python, the environment and the course packages, nothing else of the course folder."""
+    """Python, its environment and the student package; nothing else of the course folder."""
     paths = {Path(sys.base_prefix), Path(sys.prefix), Path(os.path.realpath(sys.executable)).parent.parent}
-    for package in ("unet_course", "data_fetch"):
-        found = _package_dir(package)
-        if found:
-            paths.add(found)
-    data = os.environ.get("UNET_COURSE_DATA")
-    if data and Path(data).is_dir():
-        paths.add(Path(data))
+    student_package = _package_dir("unet_course")
+    if student_package:
+        paths.add(student_package)
     kept = sorted(p.resolve() for p in paths if p.exists() and not str(p.resolve()).startswith("/usr"))
     return [p for p in kept if not any(p != q and q in p.parents for q in kept)]
 
@@ -186,25 +187,34 @@ def _dirs_for(targets: list[Path]) -> list[str]:
     return args
 
 
+def kernel_env(env: dict, home: str) -> dict:
+    """The whole environment of a grading kernel: the named variables of :data:`PASSED_ENV`, what
+    the kernel needs to run, and the grading protocol (record models; which configurations)."""
+    from unet_grader.assignment import grading_cases_json
+
+    kept = {k: env[k] for k in PASSED_ENV if k in env}
+    kept.update(HOME=home, MPLCONFIGDIR=str(Path(home) / "matplotlib"), PYTHONNOUSERSITE="1",
+                LANG=env.get("LANG", "C.UTF-8"),
+                PATH=os.pathsep.join([str(Path(sys.executable).parent), "/usr/local/bin", "/usr/bin", "/bin"]),
+                **{RECORD_ENV: "1", CASES_ENV: grading_cases_json()})
+    return kept
+
+
 def sandbox_env(env: dict) -> list[str]:
     args = ["--clearenv"]
-    kept = {k: v for k, v in env.items() if k in PASSED_ENV or k.startswith(PASSED_ENV_PREFIXES)}
-    kept.update(HOME="/tmp", MPLCONFIGDIR="/tmp/matplotlib", PYTHONNOUSERSITE="1", LANG=env.get("LANG", "C.UTF-8"),
-                PATH=os.pathsep.join([str(Path(sys.executable).parent), "/usr/local/bin", "/usr/bin", "/bin"]),
-                **{RECORD_ENV: "1", "UNET_COURSE_SANDBOXED": "1"})
+    kept = dict(env, UNET_COURSE_SANDBOXED="1")
     for key, value in sorted(kept.items()):
         args += ["--setenv", key, value]
     return args
 
 
 def sandbox_command(kernel_cmd: list[str], workdir: Path, private: Path, env: dict,
-                    limits: Limits = Limits()) -> list[str]:
-    """The full command line: resource limits, then bwrap, then (as root) the switch to nobody."""
+                    limits: Limits | None = None) -> list[str]:
+    """The full command line: resource limits, then bwrap, then (as root) the switch to nobody.
+    ``env`` is the kernel's whole environment (see :func:`kernel_env`)."""
+    limits = limits or Limits.from_environment()
     workdir, private = Path(workdir).resolve(), Path(private).resolve()
     readonly = readonly_paths()
-    reference = _package_dir("unet_course")
-    stub = private / "reference_hidden.py"
-    stub.write_text(REFERENCE_STUB)
     etc = [Path("/etc") / name for name in ETC_FILES if (Path("/etc") / name).exists()]
     # RLIMIT_NPROC counts every task of the user: as root the kernel gets a uid of its own; as an
     # ordinary user, leave room for what that user already runs (a desktop has hundreds of threads).
@@ -221,8 +231,6 @@ def sandbox_command(kernel_cmd: list[str], workdir: Path, private: Path, env: di
         cmd += ["--ro-bind", str(path), str(path)]
     for path in readonly:
         cmd += ["--ro-bind", str(path), str(path)]
-    if reference and (reference / "unet.py").exists():
-        cmd += ["--ro-bind", str(stub), str(reference / "unet.py")]
     cmd += ["--bind", str(workdir), str(workdir), "--bind", str(private), str(private), "--chdir", str(workdir)]
     cmd += sandbox_env(env)
     return cmd + _drop_privileges() + list(kernel_cmd)
@@ -369,16 +377,16 @@ class SandboxKernelManager(AsyncKernelManager):
         else:
             self.transport = "tcp"
             self.ip = "127.0.0.1"
-        env = dict(kw.get("env") or os.environ)
-        env[RECORD_ENV] = "1"
-        kw["env"] = env
+        # Sandboxed or not, the kernel sees only the named variables (no grader secrets).
+        home = "/tmp" if self._private_dir is not None else tempfile.gettempdir()
+        kw["env"] = kernel_env(dict(kw.get("env") or os.environ), home)
         return await super()._async_pre_start_kernel(**kw)
 
     async def _async_launch_kernel(self, kernel_cmd, **kw):
         if self._private_dir is not None:
             workdir = Path(kw.get("cwd") or os.getcwd())
             kernel_cmd = sandbox_command(kernel_cmd, workdir, self._private_dir, kw.get("env") or {})
-            self._cgroups = Cgroups(self._private_dir.name, Limits())
+            self._cgroups = Cgroups(self._private_dir.name, Limits.from_environment())
             SandboxKernelManager._started.append(self)
             kernel_cmd = self._cgroups.wrap(kernel_cmd)
             if _as_root():
@@ -401,8 +409,9 @@ class SandboxKernelManager(AsyncKernelManager):
             self._private_dir = None
 
 
-def _sweep_private_dirs(min_age: float = Limits().wall_seconds + 600) -> None:
+def _sweep_private_dirs(min_age: float | None = None) -> None:
     """Remove private folders of kernels that outlived every limit (their grader was killed)."""
+    min_age = Limits.from_environment().wall_seconds + 600 if min_age is None else min_age
     for folder in Path(tempfile.gettempdir()).glob("unet-grading-*"):
         try:
             if time.time() - folder.stat().st_mtime > min_age:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from unet_course.nbgrader_ext import replace_solutions_with_stubs
+from unet_grader.plugins.stubs import replace_solutions_with_stubs
 
 SOURCE = """def f(x):
     ### START CODE HERE
@@ -58,8 +58,8 @@ import copy  # noqa: E402
 
 import nbformat  # noqa: E402
 
-from unet_course.nbgrader_ext import canonical_submission  # noqa: E402
-from unet_course.submissions import make_submission  # noqa: E402
+from unet_grader.plugins.repair import canonical_submission  # noqa: E402
+from unet_grader.examples import make_submission  # noqa: E402
 
 from conftest import RELEASE_NOTEBOOK, SOURCE_NOTEBOOK  # noqa: E402
 

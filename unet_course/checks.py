@@ -1,0 +1,423 @@
+"""The assignment's checks, as a student's notebook runs them.
+
+Each check builds the student's block on fresh ``Input`` tensors, describes every layer from the
+real Keras objects (class, output shape, parameter count and the settings that matter), and
+compares that with the expected description shipped beside this module
+(``expected_layers.json``, generated from the course's reference by the instructor's
+``python -m unet_grader specs``). The reference itself is not part of what students install.
+Every mismatch is reported with a hint, not just the first, and nothing the student returned is
+ever compared with ``==``: only plain values read off Keras layers and tensors.
+
+``unet_model`` is checked with stand-in blocks (:func:`placeholder_conv_block`,
+:func:`placeholder_upsampling_block`) swapped in on both sides, so a mistake in an earlier
+exercise costs points only there. The grader's verifier compares with the same
+:func:`compare_case`, so a student reads the same messages in the notebook and in the feedback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+
+from unet_course import evidence  # noqa: E402
+from unet_course.evidence import Case, _lists, _tuples, failure_message  # noqa: E402,F401 - part of this API
+
+EXPECTED_LAYERS = Path(__file__).with_name("expected_layers.json")
+PASS_MARK = "\u2713"  # check mark
+FAIL_MARK = "\u2717"  # ballot x
+
+
+class GradingFailure(AssertionError):
+    """A test found problems; the message lists every one of them with a hint."""
+
+
+@dataclass
+class LayerInfo:
+    """What the tests look at in one layer, read from the real Keras object."""
+
+    kind: str
+    output_shape: tuple
+    params: int
+    config: dict = field(default_factory=dict)
+
+    def label(self) -> str:
+        return f"{self.kind} {self.output_shape}"
+
+
+# --------------------------------------------------------------------------------------------
+# Describing models
+# --------------------------------------------------------------------------------------------
+
+def _initializer_name(initializer) -> str:
+    if isinstance(initializer, dict):
+        return initializer.get("class_name", "?")
+    return type(initializer).__name__ if initializer is not None else "None"
+
+
+def _shape(value) -> tuple:
+    return tuple(None if d is None else int(d) for d in value)
+
+
+def describe_layer(layer) -> LayerInfo:
+    """Read the graded properties of one Keras layer."""
+    kind = type(layer).__name__
+    output = layer.output
+    shape = _shape(output.shape) if not isinstance(output, (list, tuple)) else tuple(_shape(o.shape) for o in output)
+    config = {}
+    if isinstance(layer, (keras.layers.Conv2D, keras.layers.Conv2DTranspose)):
+        config = {
+            "filters": int(layer.filters),
+            "kernel_size": tuple(int(k) for k in layer.kernel_size),
+            "strides": tuple(int(s) for s in layer.strides),
+            "padding": layer.padding,
+            "activation": keras.activations.serialize(layer.activation)
+            if not isinstance(layer.activation, str) else layer.activation,
+        }
+        if isinstance(config["activation"], dict):
+            config["activation"] = config["activation"].get("config", {}).get("name", str(config["activation"]))
+        if not isinstance(layer, keras.layers.Conv2DTranspose):
+            config["kernel_initializer"] = _initializer_name(layer.kernel_initializer)
+    elif isinstance(layer, keras.layers.MaxPooling2D):
+        config = {"pool_size": tuple(int(p) for p in layer.pool_size)}
+    elif isinstance(layer, keras.layers.Dropout):
+        config = {"rate": round(float(layer.rate), 6)}
+    elif isinstance(layer, keras.layers.Concatenate):
+        config = {"axis": int(layer.axis) % len(shape) if isinstance(shape[0], (int, type(None))) else int(layer.axis)}
+    return LayerInfo(kind, shape, int(layer.count_params()), config)
+
+
+def describe(model) -> list[LayerInfo]:
+    """Describe every layer of a model in Keras' (topological) order, input layers left out."""
+    return [describe_layer(layer) for layer in model.layers if type(layer).__name__ != "InputLayer"]
+
+
+# --------------------------------------------------------------------------------------------
+# Comparing layer lists, with hints
+# --------------------------------------------------------------------------------------------
+
+_FIELD_HINTS = {
+    "filters": "did you pass {filters_hint}?",
+    "kernel_size": "a 3\u00d73 kernel is kernel_size=3",
+    "strides": "the transposed convolution doubles height and width with strides=2",
+    "padding": "padding='same' keeps height and width",
+    "kernel_initializer": "use kernel_initializer='he_normal'",
+    "pool_size": "use pool_size=(2, 2), which halves height and width",
+    "rate": "did you pass dropout_prob?",
+    "axis": "concatenate on the channel axis, axis=3",
+}
+
+_EXTRA_LAYER_HINTS = {
+    "Dropout": "add Dropout only when dropout_prob > 0",
+    "MaxPooling2D": "pool only when max_pooling is True",
+}
+
+_MISSING_LAYER_HINTS = {
+    "Dropout": "add Dropout(dropout_prob) when dropout_prob > 0",
+    "MaxPooling2D": "pool with MaxPooling2D when max_pooling is True",
+    "Conv2D": "each block has two 3\u00d73 Conv2D layers",
+    "Conv2DTranspose": "upsample with Conv2DTranspose",
+    "Concatenate": "join the upsampled tensor and the skip connection with concatenate",
+}
+
+
+def _activation_hint(expected: str) -> str:
+    if expected == "linear":
+        return "the last layer outputs logits: give it no activation (the loss uses from_logits=True)"
+    return f"use activation='{expected}'"
+
+
+def _field_problem(index: int, actual: LayerInfo, name: str, got, want, filters_hint: str) -> str:
+    if name == "filters":
+        where = f"layer {index} is {actual.kind} with {got} filters; expected {want}"
+    else:
+        where = f"layer {index} is {actual.kind} with {name.replace('_', ' ')} {got!r}; expected {want!r}"
+    if name == "activation":
+        hint = _activation_hint(want)
+    else:
+        hint = _FIELD_HINTS.get(name, "").format(filters_hint=filters_hint)
+    return f"{where} \u2014 {hint}" if hint else where
+
+
+def compare_layers(actual: list[LayerInfo], expected: list[LayerInfo], filters_hint: str = "n_filters") -> list[str]:
+    """List every difference between two layer descriptions, each with a hint.
+
+    Layers are aligned by class name first, so one missing layer is reported as missing rather
+    than as every later layer being wrong.
+    """
+    problems: list[str] = []
+    matcher = difflib.SequenceMatcher(a=[a.kind for a in actual], b=[e.kind for e in expected], autojunk=False)
+    for op, a0, a1, e0, e1 in matcher.get_opcodes():
+        if op == "equal":
+            for offset in range(a1 - a0):
+                problems += _compare_pair(a0 + offset + 1, actual[a0 + offset], expected[e0 + offset], filters_hint)
+        if op in ("delete", "replace"):
+            for i in range(a0, a1):
+                kind = actual[i].kind
+                if op == "replace" and i - a0 < e1 - e0:
+                    want = expected[e0 + i - a0].kind
+                    problems.append(f"layer {i + 1} is {kind}; expected {want} here")
+                else:
+                    hint = _EXTRA_LAYER_HINTS.get(kind, "this layer is not part of the block")
+                    problems.append(f"extra layer {i + 1}: {kind} \u2014 {hint}")
+        if op in ("insert", "replace"):
+            for j in range(e0 + (a1 - a0 if op == "replace" else 0), e1):
+                kind = expected[j].kind
+                hint = _MISSING_LAYER_HINTS.get(kind, "")
+                problems.append(f"missing layer: {kind} (expected as layer {j + 1})" + (f" \u2014 {hint}" if hint else ""))
+    return problems
+
+
+def _compare_pair(index: int, actual: LayerInfo, expected: LayerInfo, filters_hint: str) -> list[str]:
+    problems = []
+    for name, want in expected.config.items():
+        got = actual.config.get(name)
+        if got != want:
+            problems.append(_field_problem(index, actual, name, got, want, filters_hint))
+    if actual.output_shape != expected.output_shape:
+        problems.append(f"layer {index} ({actual.kind}) has output shape {actual.output_shape}; expected {expected.output_shape}")
+    if actual.params != expected.params and not problems:
+        problems.append(f"layer {index} ({actual.kind}) has {actual.params:,} parameters; expected {expected.params:,}")
+    return problems
+
+
+# --------------------------------------------------------------------------------------------
+# Running the student's code safely
+# --------------------------------------------------------------------------------------------
+
+def _call(name: str, function, *args, **kwargs):
+    """Call the student's function; turn any exception into one readable problem."""
+    try:
+        return function(*args, **kwargs), None
+    except Exception as error:  # noqa: BLE001 - any error in student code is reported, not raised
+        message = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raised = f"{type(error).__name__}: {message[:300]}"
+        # A None left in a stub shows up in the message; a None batch size inside a shape does not count.
+        without_shapes = re.sub(r"\((?:None|\d+)(?:, ?(?:None|\d+))*,?\)", "", message)
+        if "None" in without_shapes:
+            return None, (f"{name} is not finished yet: replace every None between ### START CODE HERE and"
+                          f" ### END CODE HERE (it raised {raised})")
+        return None, f"{name} raised {raised}"
+
+
+def _is_tensor(value) -> bool:
+    return isinstance(value, keras.KerasTensor)
+
+
+@contextlib.contextmanager
+def stand_in_blocks(function):
+    """Swap the stand-in ``conv_block``/``upsampling_block`` into the namespace ``function`` reads,
+    so that ``unet_model`` is checked on its own wiring, whatever the student's blocks do."""
+    namespace = getattr(function, "__globals__", {})
+    missing = object()
+    saved = {name: namespace.get(name, missing) for name in ("conv_block", "upsampling_block")}
+    namespace["conv_block"] = placeholder_conv_block
+    namespace["upsampling_block"] = placeholder_upsampling_block
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is missing:
+                namespace.pop(name, None)
+            else:
+                namespace[name] = value
+
+
+def placeholder_conv_block(inputs=None, n_filters=32, dropout_prob=0, max_pooling=True):
+    """Stands in for conv_block when unet_model is graded in the sandbox: same outputs' shapes,
+    same arguments visible (filters, Dropout, pooling), but not the exercise's answer."""
+    conv = keras.layers.Conv2D(n_filters, 1, padding="same")(inputs)
+    if dropout_prob > 0:
+        conv = keras.layers.Dropout(dropout_prob)(conv)
+    next_layer = keras.layers.MaxPooling2D(pool_size=(2, 2))(conv) if max_pooling else conv
+    return next_layer, conv
+
+
+def placeholder_upsampling_block(expansive_input, contractive_input, n_filters=32):
+    """Stands in for upsampling_block when unet_model is graded in the sandbox."""
+    up = keras.layers.Conv2DTranspose(n_filters, 2, strides=(2, 2), padding="same")(expansive_input)
+    merge = keras.layers.concatenate([up, contractive_input], axis=3)
+    return keras.layers.Conv2D(n_filters, 1, padding="same")(merge)
+
+
+# --------------------------------------------------------------------------------------------
+# Building the student's blocks
+# --------------------------------------------------------------------------------------------
+
+def _build_conv_block(conv_block, case: Case):
+    inputs = keras.Input(case.input_shapes[0])
+    result, problem = _call("conv_block", conv_block, inputs, **case.kwargs)
+    if problem:
+        return None, [problem]
+    if not isinstance(result, (tuple, list)) or len(result) != 2:
+        return None, ["conv_block must return two tensors: (next_layer, skip_connection)"]
+    if not all(_is_tensor(t) for t in result):
+        return None, ["conv_block must return Keras tensors (the outputs of layers), not "
+                      + ", ".join(type(t).__name__ for t in result)]
+    return keras.Model(inputs, list(result)), []
+
+
+def _build_upsampling_block(upsampling_block, case: Case):
+    expansive = keras.Input(case.input_shapes[0])
+    contractive = keras.Input(case.input_shapes[1])
+    result, problem = _call("upsampling_block", upsampling_block, expansive, contractive, **case.kwargs)
+    if problem:
+        if "concatenat" in problem.lower():
+            problem += (" \u2014 the two tensors must agree in height and width: the transposed convolution"
+                        " needs strides=2 and padding='same', and concatenate joins them on axis=3")
+        return None, [problem]
+    if not _is_tensor(result):
+        return None, [f"upsampling_block must return one Keras tensor, not {type(result).__name__}"]
+    return keras.Model([expansive, contractive], result), []
+
+
+def _build_unet_model(unet_model, case: Case):
+    with stand_in_blocks(unet_model):
+        result, problem = _call("unet_model", unet_model, **case.kwargs)
+    if problem:
+        if "concatenat" in problem.lower():
+            problem += (" \u2014 each upsampling block needs the previous block's output and the skip connection"
+                        " (index 1) of the encoder block at the same resolution")
+        return None, [problem]
+    if not isinstance(result, keras.Model):
+        return None, [f"unet_model must return a tf.keras.Model, not {type(result).__name__}"]
+    return result, []
+
+
+_BUILDERS = {"conv_block": _build_conv_block, "upsampling_block": _build_upsampling_block,
+             "unet_model": _build_unet_model}
+FILTERS_HINTS = {"conv_block": "n_filters", "upsampling_block": "n_filters",
+                 "unet_model": "n_filters times this block's factor (1, 2, 4, 8 or 16)"}
+
+
+def build(exercise: str, function, case: Case):
+    """The model ``function`` builds for ``case`` (``unet_model`` with the stand-in blocks), and
+    the problems that stopped it (then the model is None)."""
+    if not callable(function):
+        return None, [f"{exercise} is not a function (got {type(function).__name__}); run its cell first"]
+    keras.backend.clear_session()
+    return _BUILDERS[exercise](function, case)
+
+
+# --------------------------------------------------------------------------------------------
+# One comparison, used by the notebook's public checks and by the grader's verifier
+# --------------------------------------------------------------------------------------------
+
+def describe_model(exercise: str, model) -> dict:
+    """What a check compares: input shapes, every layer, and the block's output shapes."""
+    return {"inputs": [_shape(t.shape[1:]) for t in model.inputs],
+            "layers": [vars(info) for info in describe(model)],
+            "outputs": [_shape(t.shape) for t in model.outputs]}
+
+
+def compare_case(exercise: str, model, expected: dict) -> list[str]:
+    """Every problem of the student's ``model`` against an expected description (empty: it passes)."""
+    expected = _tuples(_lists(expected))
+    got_inputs = tuple(_shape(t.shape[1:]) for t in model.inputs)
+    if got_inputs != tuple(expected["inputs"]):
+        return [f"the model was built for inputs {list(got_inputs)}; this test uses {list(expected['inputs'])}"]
+    layers = [LayerInfo(d["kind"], d["output_shape"], d["params"], dict(d["config"])) for d in expected["layers"]]
+    problems = compare_layers(describe(model), layers, FILTERS_HINTS[exercise])
+    names = ["next_layer", "skip_connection"] if exercise == "conv_block" else ["output"]
+    for name, got, want in zip(names, [_shape(t.shape) for t in model.outputs], expected["outputs"]):
+        if got != want:
+            hint = " \u2014 the skip connection is the tensor before pooling" if name == "skip_connection" else ""
+            problems.append(f"{name} has shape {got}; expected {want}{hint}")
+    return problems
+
+
+def report(exercise: str, title: str, problems: list[str]) -> None:
+    mark = PASS_MARK if not problems else FAIL_MARK
+    print(f"{mark} {exercise}: {title}")
+    for problem in problems:
+        print(f"    - {problem}")
+
+
+# --------------------------------------------------------------------------------------------
+# What the notebook's test cells call
+# --------------------------------------------------------------------------------------------
+
+def public_cases(exercise: str) -> list[tuple[Case, dict]]:
+    """The public configurations and what each should build, from ``expected_layers.json``."""
+    table = json.loads(EXPECTED_LAYERS.read_text())
+    return [(Case.from_json(entry["case"]), entry["expected"]) for entry in table["exercises"][exercise]]
+
+
+def check_public(exercise: str, function, verbose: bool = True) -> list[str]:
+    """Run the public configurations against the student's ``function``; return every problem."""
+    problems: list[str] = []
+    for case, expected in public_cases(exercise):
+        model, case_problems = build(exercise, function, case)
+        if model is not None:
+            case_problems = compare_case(exercise, model, expected)
+        if verbose:
+            report(exercise, case.title, case_problems)
+        problems += [f"[{case.title}] {p}" for p in case_problems]
+        if model is None:
+            break  # the function does not run yet: one message is enough
+    return problems
+
+
+def record(exercise: str, function, hidden: bool = False) -> None:
+    """Build the student's blocks for every configuration the grader named and publish their
+    Keras configs as evidence. Nothing here decides the grade (see :mod:`unet_course.evidence`)."""
+    from IPython.display import display
+
+    for index, data in enumerate(evidence.grading_cases(exercise, hidden)):
+        model, problems = build(exercise, function, Case.from_json(data))
+        record = {"kind": exercise, "hidden": hidden, "case": index, "problems": problems,
+                  "config": json.loads(model.to_json()) if model is not None else None}
+        display({evidence.EVIDENCE_MIME: record}, raw=True)
+        if model is None:
+            break
+    print(f"{exercise}: recorded for grading ({'hidden' if hidden else 'public'} configurations); checked outside this notebook")
+
+
+def assert_passes(exercise: str, function) -> None:
+    """A public test cell: check, print, and raise one ``GradingFailure`` listing every problem."""
+    if evidence.recording():
+        return record(exercise, function)
+    if exercise == "unet_model":
+        print("(unet_model is checked with stand-in conv_block and upsampling_block blocks,"
+              " so only its own wiring counts here)")
+    problems = check_public(exercise, function)
+    if problems:
+        raise GradingFailure(failure_message(exercise, problems))
+    print("\033[92mAll tests passed\033[0m")
+
+
+def assert_runs(exercise: str, function) -> None:
+    """The visible half of a hidden test cell: the function must at least build its block."""
+    if evidence.recording():
+        return  # the hidden half records every case; the verdict is given outside the kernel
+    case, _ = public_cases(exercise)[0]
+    _, problems = build(exercise, function, case)
+    if problems:
+        raise GradingFailure(f"{exercise} must run before the hidden tests can check it: {problems[0]}")
+
+
+def assert_passes_hidden(exercise: str, function) -> None:
+    """The hidden half of a hidden test cell (only in the instructor's source notebook).
+
+    While grading it records the grader's configurations; on the instructor's machine it asks
+    the grader's verifier directly. A student's environment has neither, and says so.
+    """
+    if evidence.recording():
+        return record(exercise, function, hidden=True)
+    try:
+        from unet_grader.verifier import check_function
+    except ImportError:
+        print("The hidden tests run when your notebook is graded.")
+        return
+    problems = check_function(exercise, function, hidden=True)
+    if problems:
+        raise GradingFailure(failure_message(exercise, problems))
+    print("\033[92mAll hidden checks passed\033[0m")

@@ -1,0 +1,202 @@
+"""Autograde a class: every submission gets a grade and a reason, and the batch always finishes.
+
+Each student is graded by the real ``nbgrader autograde`` in its own process (with the course's
+plug-ins: sandbox, repaired structure, verdicts outside the kernel). Whatever goes wrong for one
+student (an unreadable file, a crash, a timeout, a locked gradebook, a verifier that failed)
+becomes recorded zeros with the reason for that student; a regrade replaces the previous
+attempt's scores, autograded notebook and feedback completely.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from unet_grader.assignment import ASSIGNMENT, EXERCISES, NOTEBOOK
+from unet_grader.coursedir import Course, CourseError, as_course, nbgrader
+
+
+def student_timeout() -> int:
+    """Seconds one submission may take in all (read when grading starts)."""
+    return int(os.environ.get("UNET_COURSE_STUDENT_TIMEOUT", 1800))
+
+
+@contextlib.contextmanager
+def gradebook(course: Course):
+    """nbgrader's Gradebook API, without SQLAlchemy's warnings about nbgrader's own queries."""
+    from nbgrader.api import Gradebook
+
+    # A new gradebook is migrated by running ``alembic`` from PATH: this environment's scripts first.
+    scripts = str(Path(sys.executable).parent)
+    if scripts not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = scripts + os.pathsep + os.environ.get("PATH", "")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with Gradebook(as_course(course).db_url()) as book:
+            yield book
+
+
+@dataclass
+class StudentResult:
+    """One student's autograde outcome, per exercise."""
+
+    student: str
+    scores: dict = field(default_factory=dict)  # exercise -> (score, max)
+    problems: list = field(default_factory=list)
+    ungraded: int = 0  # grade cells with no score at all (nbgrader never got to them)
+
+    @property
+    def total(self) -> tuple[float, float]:
+        return (sum(s for s, _ in self.scores.values()), sum(m for _, m in self.scores.values()))
+
+
+def unreadable_reason(path: Path) -> str | None:
+    """Why nbgrader could not even open this submission (None when it can)."""
+    import nbformat
+
+    try:
+        with warnings.catch_warnings():  # duplicate cell ids etc.: nbgrader repairs those itself
+            warnings.simplefilter("ignore")
+            notebook = nbformat.read(str(path), as_version=4)
+            nbformat.validate(notebook)
+    except FileNotFoundError:
+        return f"no {NOTEBOOK} in the submission"
+    except Exception as error:  # noqa: BLE001 - JSON, encoding, schema: all mean "not a notebook"
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        return f"the submitted file is not a readable notebook ({type(error).__name__}: {first[:120]})"
+    return None
+
+
+def record_zeros(course: Course, student: str, reason: str, every_grade: bool = False) -> None:
+    """Give the grades of a submission that could not be graded a recorded 0 (not an empty score;
+    with ``every_grade``, also the ones a previous attempt left), and keep the reason beside the
+    gradebook for the summary and the feedback."""
+    from nbgrader.api import MissingEntry
+
+    course = as_course(course)
+    with gradebook(course) as book:
+        book.update_or_create_student(student)
+        try:
+            submission = book.find_submission(ASSIGNMENT, student)
+        except MissingEntry:
+            submission = book.add_submission(ASSIGNMENT, student)
+        for notebook in submission.notebooks:
+            for grade in notebook.grades:
+                if every_grade or (grade.auto_score is None and grade.manual_score is None):
+                    grade.auto_score, grade.manual_score = 0.0, None
+        book.db.commit()
+    course.problems_folder().mkdir(exist_ok=True)
+    (course.problems_folder() / f"{student}.json").write_text(json.dumps({"student": student, "reason": reason}))
+
+
+def _forget_previous_attempt(course: Course, student: str) -> None:
+    """A regrade starts clean: no earlier reason, autograded notebook or feedback survives it."""
+    (course.problems_folder() / f"{student}.json").unlink(missing_ok=True)
+    shutil.rmtree(course.autograded_folder(student), ignore_errors=True)
+    shutil.rmtree(course.feedback_folder(student), ignore_errors=True)
+
+
+def _last_error(run: subprocess.CompletedProcess) -> str:
+    lines = [line for line in (run.stdout + run.stderr).splitlines() if "ERROR" in line or "Error" in line]
+    return lines[-1][-200:] if lines else "see the nbgrader log"
+
+
+def grade_one(course: Course, student: str) -> StudentResult:
+    """Autograde one submission in its own nbgrader process; whatever happens, grades are recorded."""
+    from unet_grader.report import read_result
+
+    course = as_course(course)
+    _forget_previous_attempt(course, student)
+    unreadable = unreadable_reason(course.submitted_notebook(student))
+    problem = unreadable
+    if problem is None:
+        try:
+            run = nbgrader(course.root, "autograde", ASSIGNMENT, f"--student={student}", "--force",
+                           check=False, timeout=student_timeout())
+            if run.returncode != 0:
+                problem = f"nbgrader exited {run.returncode}: {_last_error(run)}"
+        except subprocess.TimeoutExpired:
+            problem = f"grading took longer than {student_timeout()} s and was stopped"
+    try:
+        result = read_result(course, student)
+    except Exception as error:  # noqa: BLE001 - a broken gradebook row or notebook: still a result
+        result, problem = StudentResult(student), problem or f"the result could not be read ({type(error).__name__}: {error})"
+    if problem is None and result.ungraded:
+        problem = "some tests were not graded"
+    if problem:
+        # An unreadable resubmission replaces every score of the earlier attempt.
+        record_zeros(course, student, problem, every_grade=unreadable is not None)
+        result = read_result(course, student)
+        result.problems.insert(0, problem)
+    return result
+
+
+def grade_safely(course: Course, student: str) -> StudentResult:
+    """:func:`grade_one`, and if even that fails (a locked gradebook, a full disk), a result that says why."""
+    try:
+        return grade_one(course, student)
+    except Exception as error:  # noqa: BLE001 - one student's failure never stops the batch
+        reason = f"grading failed: {type(error).__name__}: {str(error)[:200]}"
+        try:
+            record_zeros(course, student, reason)
+        except Exception as again:  # noqa: BLE001
+            reason += f" (and the zeros could not be recorded: {type(again).__name__}: {str(again)[:120]})"
+        return StudentResult(student, {name: (0.0, 0.0) for name in EXERCISES}, [reason])
+
+
+def _check_workers(course: Course, workers: int) -> None:
+    if workers > 1 and course.db_url().startswith("sqlite"):
+        raise CourseError(f"--workers {workers} needs a gradebook that several processes can write at once:"
+                          " SQLite cannot. Use a PostgreSQL gradebook (--db postgresql+psycopg2://...) or --workers 1.")
+
+
+def autograde(course, students: list[str] | None = None, progress: bool = True,
+              workers: int = 1) -> list[StudentResult]:
+    """Autograde every submission, ``workers`` at a time; one failure never stops the batch."""
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
+    from tqdm.auto import tqdm
+
+    from unet_grader import sandbox
+
+    course = as_course(course)
+    _check_workers(course, workers)
+    students = students or course.submitted_students()
+    if not students:
+        raise CourseError(f"no submissions in {course.root / course.directory.submitted_directory}"
+                          " (run `collect` or `examples` first)")
+    try:
+        if not sandbox.active():
+            reason = sandbox.unavailable_reason() or f"{sandbox.SANDBOX_ENV}=off"
+            print(sandbox.UNSANDBOXED_WARNING.format(reason=reason), file=sys.stderr)
+    except sandbox.SandboxUnavailable as error:
+        raise CourseError(str(error)) from None
+    from nbgrader.api import MissingEntry
+
+    with gradebook(course) as book:  # students first, so parallel workers never race to create them
+        try:
+            book.find_assignment(ASSIGNMENT)
+        except MissingEntry:
+            raise CourseError(f"the gradebook ({course.db_url().split('@')[-1]}) has no assignment {ASSIGNMENT}:"
+                              " run `python -m unet_grader release` first") from None
+        for student in students:
+            book.update_or_create_student(student)
+    results = {}
+    with tqdm(total=len(students), desc="autograding", unit="submission", disable=not progress) as bar, \
+            ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        futures = {pool.submit(grade_safely, course, student): student for student in students}
+        for future in as_completed(futures):
+            student = futures[future]
+            try:
+                results[student] = future.result()
+            except BaseException as error:  # noqa: BLE001 - e.g. a worker thread that could not start
+                results[student] = StudentResult(student, {}, [f"grading failed: {type(error).__name__}: {error}"])
+            bar.update()
+    return [results[student] for student in students]
