@@ -118,3 +118,19 @@ def test_public_and_verifier_give_the_same_message_for_the_same_case():
     in_notebook = checks.check_public("conv_block", namespace["conv_block"], verbose=False)
     by_grader = verifier.check_function("conv_block", namespace["conv_block"], hidden=False)
     assert in_notebook and in_notebook == by_grader
+
+
+def test_shipped_specifications_match_the_reference():
+    """unet_course/expected_layers.json is generated from the reference; CI fails when it drifts."""
+    from unet_grader import specs
+
+    assert specs.write(check=True), "unet_course/expected_layers.json is out of date: run `python -m unet_grader specs`"
+
+
+def test_specifications_describe_layers_not_the_answer():
+    """The shipped specification holds per-layer descriptions only: no graph, no code, no model config."""
+    from unet_course.checks import EXPECTED_LAYERS
+
+    text = EXPECTED_LAYERS.read_text()
+    for answer_shape in ("inbound_nodes", "class_name", "def ", "concatenate(", "keras.layers"):
+        assert answer_shape not in text, answer_shape

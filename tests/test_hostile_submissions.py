@@ -69,9 +69,9 @@ def batch(tmp_path_factory):
     # The course's cells take seconds: an endless loop need not wait the default 2 minutes.
     course = copy_course(tmp_path_factory.mktemp("hostile") / "course", ROOT, timeout=20)
     release(course)
-    release, source = course / "assignments" / ASSIGNMENT / NOTEBOOK, course / "solutions" / ASSIGNMENT / NOTEBOOK
-    write_submission(make_submission(release, source), course, "control_solution")
-    write_submission(make_submission(release, source, ("conv_block", "upsampling_block")), course,
+    release_nb, source = course / "assignments" / ASSIGNMENT / NOTEBOOK, course / "solutions" / ASSIGNMENT / NOTEBOOK
+    write_submission(make_submission(release_nb, source), course, "control_solution")
+    write_submission(make_submission(release_nb, source, ("conv_block", "upsampling_block")), course,
                      "control_partial")
     autograde(course, list(CONTROLS), progress=False)
     before = _grades(course)

@@ -43,7 +43,7 @@ def test_release_holds_no_solution_and_no_hidden_test():
     assert sorted(p.name for p in release_folder.iterdir()) == [NOTEBOOK]
     notebook = nbformat.read(str(RELEASE_NOTEBOOK), as_version=4)
     code = "\n".join(c.source for c in notebook.cells if c.cell_type == "code")
-    for leak in ("BEGIN SOLUTION", "BEGIN HIDDEN TESTS", "BEGIN STUB", "hidden=True",
+    for leak in ("BEGIN SOLUTION", "BEGIN HIDDEN TESTS", "BEGIN STUB", "hidden=True", "assert_passes_hidden",
                  'kernel_initializer="he_normal")(inputs)', "merge = concatenate([up, contractive_input]",
                  "n_filters * 16", "dropout_prob > 0:"):
         assert leak not in code, f"the release contains {leak!r}"
@@ -72,14 +72,14 @@ def graded(tmp_path_factory):
     """One course, every kind of submission, one real `nbgrader autograde` batch."""
     course = copy_course(tmp_path_factory.mktemp("graded") / "course", ROOT)
     release(course)
-    release = course / "assignments" / ASSIGNMENT / NOTEBOOK
+    release_nb = course / "assignments" / ASSIGNMENT / NOTEBOOK
     source = course / "solutions" / ASSIGNMENT / NOTEBOOK
-    write_submission(make_submission(release, source), course, "solution")
-    write_submission(make_submission(release, source, solved=()), course, "untouched")
+    write_submission(make_submission(release_nb, source), course, "solution")
+    write_submission(make_submission(release_nb, source, solved=()), course, "untouched")
     for name in MISTAKES:
-        write_submission(make_submission(release, source, mistakes=(name,)), course, f"mistake_{name}")
-    write_submission(_tag_test_cells(make_submission(release, source, solved=())), course, "skip_tags")
-    write_submission(_noisy(make_submission(release, source)), course, "stderr_noise")
+        write_submission(make_submission(release_nb, source, mistakes=(name,)), course, f"mistake_{name}")
+    write_submission(_tag_test_cells(make_submission(release_nb, source, solved=())), course, "skip_tags")
+    write_submission(_noisy(make_submission(release_nb, source)), course, "stderr_noise")
     run = nbgrader(course, "autograde", ASSIGNMENT, "--force", check=False)
     results = {student: read_result(course, student) for student in as_course(course).submitted_students()}
     return course, run, results
@@ -152,9 +152,9 @@ def test_feedback_says_what_failed_but_hides_hidden_tests(graded):
     feedback(course)
     html = (course / "feedback" / "mistake_concat_order" / ASSIGNMENT / "unet_segmentation.html").read_text()
     assert "concatenation order is swapped" in html
-    assert "hidden=True" not in html and "BEGIN HIDDEN TESTS" not in html
+    assert "assert_passes_hidden" not in html and "BEGIN HIDDEN TESTS" not in html
     solution_html = (course / "feedback" / "solution" / ASSIGNMENT / "unet_segmentation.html").read_text()
-    assert "hidden=True" not in solution_html
+    assert "assert_passes_hidden" not in solution_html
 
 
 def test_grades_export_to_csv(graded):

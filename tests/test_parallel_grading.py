@@ -35,9 +35,9 @@ STUDENTS = {  # student: (solved exercises, mistakes)
 def _course(root, name):
     course = copy_course(root / name, ROOT)
     release(course)
-    release, source = course / "assignments" / ASSIGNMENT / NOTEBOOK, course / "solutions" / ASSIGNMENT / NOTEBOOK
+    release_nb, source = course / "assignments" / ASSIGNMENT / NOTEBOOK, course / "solutions" / ASSIGNMENT / NOTEBOOK
     for student, (solved, mistakes) in STUDENTS.items():
-        write_submission(make_submission(release, source, solved, mistakes), course, student)
+        write_submission(make_submission(release_nb, source, solved, mistakes), course, student)
     hostile.write_case(course, "s7_os_exit", hostile.CASES["os_exit"])
     hostile.write_case(course, "s8_corrupted", hostile.CASES["corrupted_json"])
     return course

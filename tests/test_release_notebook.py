@@ -12,7 +12,7 @@ from conftest import RELEASE_NOTEBOOK
 
 pytestmark = pytest.mark.slow
 
-STUDENT_FUNCTIONS = ("conv_block(", "upsampling_block(", "unet_model(", "unet.", "model=unet", "history", "grading.assert")
+STUDENT_FUNCTIONS = ("conv_block(", "upsampling_block(", "unet_model(", "unet.", "model=unet", "history", "checks.assert")
 
 
 def test_release_runs_until_the_student_has_work_to_do(tmp_path):

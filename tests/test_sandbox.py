@@ -41,8 +41,16 @@ attempt("list course", lambda: sorted(os.listdir(COURSE)))
 attempt("write course", lambda: Path(COURSE, "planted.txt").write_text("x") and "written")
 attempt("write own folder", lambda: Path("answer.txt").write_text("x") and "written")
 attempt("network", lambda: socket.create_connection(("127.0.0.1", PORT), timeout=3).close() or "connected")
-attempt("reference", lambda: __import__("unet_course.unet").unet.unet_model and "imported")
-attempt("grading helpers", lambda: __import__("unet_course.grading") and "imported")
+attempt("reference", lambda: __import__("unet_grader.reference") and "imported")
+attempt("grading helpers", lambda: __import__("unet_course.checks") and "imported")
+def grader_files():
+    found = []
+    for entry in sys.path:
+        for root, dirs, files in os.walk(entry or "."):
+            found += [os.path.join(root, n) for n in dirs + files if n in ("unet_grader", "reference.py", "solutions")]
+            dirs[:] = [d for d in dirs if d not in ("tensorflow", "jaxlib")]
+    return found
+attempt("grader files", grader_files)
 attempt("secret env", lambda: os.environ.get("UNET_TEST_SECRET", "absent"))
 attempt("uid", lambda: os.getuid())
 def fork_many():
@@ -123,10 +131,13 @@ def test_submission_cannot_reach_the_network(probe_result):
     assert not accepted, "a connection reached the server on 127.0.0.1"
 
 
-def test_reference_solution_is_hidden_but_grading_helpers_load(probe_result):
+def test_grading_package_is_absent_but_student_package_loads(probe_result):
+    """The sandbox shows Python, the student package and the student's folder: the grader (the
+    reference answers, the hidden checks) is neither importable nor anywhere on the path."""
     result, *_ = probe_result
-    assert result["reference"] == "ImportError"
+    assert result["reference"] == "ModuleNotFoundError", result["reference"]
     assert result["grading helpers"] == "imported"
+    assert result["grader files"] == [], result["grader files"]
 
 
 def test_environment_and_privileges_are_dropped(probe_result):
@@ -145,17 +156,17 @@ def test_fork_and_memory_bombs_are_bounded(probe_result):
 @pytest.mark.slow
 def test_without_bubblewrap_grading_still_works_and_says_so_loudly(make_course, monkeypatch, capsys):
     from unet_grader.batch import autograde
-    from unet_grader.coursedir import CourseError, copy_course
+    from unet_grader.coursedir import CourseError
     from unet_grader.release import release
-    from unet_grader.assignment import ASSIGNMENT, NOTEBOOK
-from unet_grader.examples import make_submission, write_submission
+    from unet_grader.coursedir import as_course
+    from unet_grader.examples import make_submission, write_submission
 
     monkeypatch.setenv(sandbox.BWRAP_ENV, "bwrap-not-installed")
     monkeypatch.delenv(sandbox.SANDBOX_ENV, raising=False)
     course = make_course()
     release(course)
-    release, source = course / "assignments" / ASSIGNMENT / NOTEBOOK, course / "solutions" / ASSIGNMENT / NOTEBOOK
-    write_submission(make_submission(release, source), course, "alice")
+    write_submission(make_submission(as_course(course).release_notebook(), as_course(course).source_notebook()),
+                     course, "alice")
     [result] = autograde(course, progress=False)
     assert "UNSANDBOXED" in capsys.readouterr().err
     assert result.total == (100.0, 100.0), result.problems

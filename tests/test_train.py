@@ -283,3 +283,31 @@ def test_mirrored_strategy_on_two_logical_cpus_matches_one_device(tmp_path, camv
     assert one["loss"][0] == pytest.approx(two["loss"][0], rel=0.05), (one["loss"], two["loss"])
     assert one["loss"][-1] == pytest.approx(two["loss"][-1], rel=0.10), (one["loss"], two["loss"])
     assert abs(one["val_miou"] - two["val_miou"]) < 0.1
+
+
+# --- the U-Net a student wrote ----------------------------------------------------------------------
+
+
+def test_training_builds_the_unet_from_a_students_notebook(tmp_path, camvid_dir):
+    """`--notebook PATH` trains the three functions of that notebook: the solved source notebook
+    gives the reference architecture; the unanswered release cannot build and says so."""
+    from unet_course.architecture import NoUNetError, from_notebook, unet_builder
+    from unet_grader.reference import unet_model as reference_unet
+
+    from conftest import RELEASE_NOTEBOOK, SOURCE_NOTEBOOK
+
+    students = from_notebook(SOURCE_NOTEBOOK)((32, 48, 3), 4, 5)
+    assert students.count_params() == reference_unet((32, 48, 3), 4, 5).count_params()
+    assert unet_builder() is reference_unet  # in the repository the reference is the default
+    with pytest.raises(Exception):
+        from_notebook(RELEASE_NOTEBOOK)((32, 48, 3), 4, 5)  # stubs full of None
+    with pytest.raises(NoUNetError, match="defines conv_block"):
+        empty = tmp_path / "empty.ipynb"
+        empty.write_text('{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}')
+        from_notebook(empty)
+
+    metrics = train(tiny(tmp_path / "run", camvid_dir, epochs=1, notebook=str(SOURCE_NOTEBOOK), plots=False))
+    assert metrics["epochs_done"] == 1
+    model, meta = ev.load_trained_model(tmp_path / "run" / "weights.weights.h5")
+    assert meta["notebook"] == str(SOURCE_NOTEBOOK.resolve())
+    assert model.count_params() == from_notebook(SOURCE_NOTEBOOK)((32, 48, 3), 4, meta["n_classes"]).count_params()
