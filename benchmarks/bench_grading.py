@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from pg_server import postgres_missing_reason, running_postgres  # noqa: E402
+
 from unet_grader import sandbox  # noqa: E402
 from unet_grader.batch import autograde, grade_one  # noqa: E402
 from unet_grader.coursedir import DB_ENV, as_course, copy_course  # noqa: E402

@@ -145,19 +145,26 @@ def postgres_url() -> Iterator[str]:
         yield url
 
 
-@pytest.fixture
-def postgres_db_url(postgres_url: str) -> Iterator[str]:
-    """A new, empty database on the session's server for one test (dropped afterwards): a fresh gradebook."""
+@contextlib.contextmanager
+def fresh_database(server_url: str) -> Iterator[str]:
+    """A new, empty database on a running server (dropped afterwards): its SQLAlchemy URL."""
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
 
     name = f"test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
         connection.execute(text(f'CREATE DATABASE "{name}"'))
     try:
-        yield make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
+        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
     finally:
         with admin.connect() as connection:  # FORCE: a test may have left a connection open
             connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture
+def postgres_db_url(postgres_url: str) -> Iterator[str]:
+    """A new, empty database on the session's server for one test (dropped afterwards): a fresh gradebook."""
+    with fresh_database(postgres_url) as url:
+        yield url

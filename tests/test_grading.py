@@ -6,12 +6,11 @@ import keras
 import nbformat
 import pytest
 
+from conftest import RELEASE_NOTEBOOK, SOURCE_NOTEBOOK
 from unet_course import checks
 from unet_grader import reference, verifier
 from unet_grader.assignment import EXERCISES
 from unet_grader.examples import MISTAKES, apply_mistake, solution_code
-
-from conftest import RELEASE_NOTEBOOK, SOURCE_NOTEBOOK
 
 IMPORTS = ("import tensorflow as tf\nfrom tensorflow.keras.layers import Conv2D, Conv2DTranspose, Dropout, Input, "
            "MaxPooling2D, concatenate\n")
@@ -134,3 +133,28 @@ def test_specifications_describe_layers_not_the_answer():
     text = EXPECTED_LAYERS.read_text()
     for answer_shape in ("inbound_nodes", "class_name", "def ", "concatenate(", "keras.layers"):
         assert answer_shape not in text, answer_shape
+
+
+def test_a_failing_public_test_shows_its_problems_once_without_a_traceback():
+    """In a real kernel (as in JupyterLab and nbgrader's Validate): the error output is the list of
+    problems, not a traceback into the course's code; the cell still fails; nothing is listed twice."""
+    from nbclient import NotebookClient
+
+    code = (IMPORTS + "from unet_course import checks\n"
+            + namespace_source(MISTAKES["kernel_size_2"]) + "\nchecks.assert_passes('conv_block', conv_block)\n")
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)])
+    NotebookClient(notebook, timeout=300, kernel_name="python3", allow_errors=True).execute()
+    outputs = notebook.cells[0].outputs
+    [error] = [o for o in outputs if o.output_type == "error"]
+    printed = "".join(o.get("text", "") for o in outputs if o.output_type == "stream" and o.name == "stdout")
+    traceback = "\n".join(error.traceback)
+    assert error.ename == "GradingFailure"
+    assert "kernel size (2, 2)" in traceback and "File " not in traceback and "checks.py" not in traceback
+    assert "\x1b[" not in traceback  # no raw colour codes
+    assert "kernel size (2, 2)" not in printed  # the problems are listed once, in the failure
+
+
+def namespace_source(mistake) -> str:
+    cells = _cells(SOURCE_NOTEBOOK, solution_code)
+    cells[mistake.exercise] = apply_mistake(cells[mistake.exercise], mistake)
+    return "\n".join(cells.values())

@@ -13,18 +13,18 @@ import os
 import socket
 import threading
 
-import pytest
-
 import hostile_cases as hostile
-from unet_grader import sandbox
-from unet_grader.batch import autograde, grade_one, gradebook
-from unet_grader.coursedir import DB_ENV, CourseError, as_course, copy_course, nbgrader
-from unet_grader.release import release
-from unet_grader.report import export, feedback, read_result, summary_table
-from unet_grader.assignment import ASSIGNMENT, NOTEBOOK
-from unet_grader.examples import make_submission, write_submission
+import pytest
+from pg_server import fresh_database
 
 from conftest import ROOT
+from unet_grader import sandbox
+from unet_grader.assignment import ASSIGNMENT, NOTEBOOK
+from unet_grader.batch import autograde, gradebook
+from unet_grader.coursedir import DB_ENV, copy_course
+from unet_grader.examples import make_submission, write_submission
+from unet_grader.release import release
+from unet_grader.report import export, feedback
 
 pytestmark = pytest.mark.slow
 CONTROLS = {"control_solution": 100.0, "control_partial": 50.0}
@@ -55,17 +55,19 @@ class CountingServer:
 
 def _grades(course):
     """{student: {grade cell: score or None}} straight from the gradebook."""
-    with gradebook(course) as gradebook:
+    with gradebook(course) as book:
         return {s.student.id: {g.name: g.score if g.auto_score is not None or g.manual_score is not None else None
                                for n in s.notebooks for g in n.grades}
-                for s in gradebook.assignment_submissions(ASSIGNMENT)}
+                for s in book.assignment_submissions(ASSIGNMENT)}
 
 
 @pytest.fixture(scope="module")
-def batch(tmp_path_factory):
+def batch(tmp_path_factory, postgres_url):
     if sandbox.unavailable_reason() and os.environ.get("CI") != "true":
         pytest.skip(f"bubblewrap cannot run here: {sandbox.unavailable_reason()}")
     os.environ[sandbox.SANDBOX_ENV] = "require"
+    database = fresh_database(postgres_url)  # two workers need a gradebook that takes two writers
+    os.environ[DB_ENV] = database.__enter__()
     # The course's cells take seconds: an endless loop need not wait the default 2 minutes.
     course = copy_course(tmp_path_factory.mktemp("hostile") / "course", ROOT, timeout=20)
     release(course)
@@ -85,6 +87,8 @@ def batch(tmp_path_factory):
     export(course, course / "grades.csv")
     yield {"course": course, "before": before, "after": _grades(course), "results": results, "server": server}
     os.environ.pop(sandbox.SANDBOX_ENV, None)
+    os.environ.pop(DB_ENV, None)
+    database.__exit__(None, None, None)
 
 
 @pytest.mark.parametrize("name", list(hostile.CASES))
@@ -109,11 +113,11 @@ def test_honest_students_grades_never_move(batch):
 
 
 def test_gradebook_stays_consistent(batch):
-    with gradebook(batch["course"]) as gradebook:
-        assignment = gradebook.find_assignment(ASSIGNMENT)
+    with gradebook(batch["course"]) as book:
+        assignment = book.find_assignment(ASSIGNMENT)
         assert assignment.max_score == 100.0  # the "bonus" cell and points=1000 edits changed nothing
         cells = sorted(c.name for n in assignment.notebooks for c in n.grade_cells)
-        submissions = gradebook.assignment_submissions(ASSIGNMENT)
+        submissions = book.assignment_submissions(ASSIGNMENT)
         assert len(submissions) == len(CONTROLS) + len(hostile.CASES)
         for submission in submissions:
             assert sorted(g.name for n in submission.notebooks for g in n.grades) == cells

@@ -8,12 +8,11 @@ import keras
 import nbformat
 import pytest
 
+from conftest import SOURCE_NOTEBOOK
 from unet_course import checks
 from unet_grader import reference, verifier
 from unet_grader.assignment import EXERCISES
 from unet_grader.examples import solution_code
-
-from conftest import SOURCE_NOTEBOOK
 
 
 def solution_namespace() -> dict:

@@ -8,14 +8,12 @@ import re
 import nbformat
 import pytest
 
-from unet_grader.batch import autograde, grade_one, gradebook
-from unet_grader.coursedir import DB_ENV, CourseError, as_course, copy_course, nbgrader
-from unet_grader.release import release
-from unet_grader.report import export, feedback, read_result, summary_table
-from unet_grader.assignment import ASSIGNMENT, EXERCISES, NOTEBOOK
-from unet_grader.examples import MISTAKES, make_submission, write_submission
-
 from conftest import RELEASE_NOTEBOOK, ROOT
+from unet_grader.assignment import ASSIGNMENT, EXERCISES, NOTEBOOK
+from unet_grader.coursedir import as_course, copy_course, nbgrader
+from unet_grader.examples import MISTAKES, make_submission, write_submission
+from unet_grader.release import release
+from unet_grader.report import export, feedback, read_result
 
 pytestmark = pytest.mark.slow
 FULL = {"conv_block": 25.0, "upsampling_block": 25.0, "unet_model": 50.0}

@@ -8,17 +8,15 @@ must hold exactly one submission and one row per grade cell per student (none lo
 
 from __future__ import annotations
 
+import hostile_cases as hostile
 import pytest
 
-import hostile_cases as hostile
-from unet_grader.batch import autograde, grade_one, gradebook
-from unet_grader.coursedir import DB_ENV, CourseError, as_course, copy_course, nbgrader
-from unet_grader.release import release
-from unet_grader.report import export, feedback, read_result, summary_table
-from unet_grader.assignment import ASSIGNMENT, NOTEBOOK
-from unet_grader.examples import make_submission, write_submission
-
 from conftest import ROOT
+from unet_grader.assignment import ASSIGNMENT, NOTEBOOK
+from unet_grader.batch import autograde, gradebook
+from unet_grader.coursedir import DB_ENV, copy_course
+from unet_grader.examples import make_submission, write_submission
+from unet_grader.release import release
 
 pytestmark = pytest.mark.slow
 
@@ -44,9 +42,9 @@ def _course(root, name):
 
 
 def _grades(course):
-    with gradebook(course) as gradebook:
+    with gradebook(course) as book:
         return {s.student.id: {g.name: g.score for n in s.notebooks for g in n.grades}
-                for s in gradebook.assignment_submissions(ASSIGNMENT)}
+                for s in book.assignment_submissions(ASSIGNMENT)}
 
 
 def test_parallel_postgres_grades_equal_sequential_sqlite(tmp_path, postgres_db_url, monkeypatch):

@@ -291,10 +291,9 @@ def test_mirrored_strategy_on_two_logical_cpus_matches_one_device(tmp_path, camv
 def test_training_builds_the_unet_from_a_students_notebook(tmp_path, camvid_dir):
     """`--notebook PATH` trains the three functions of that notebook: the solved source notebook
     gives the reference architecture; the unanswered release cannot build and says so."""
+    from conftest import RELEASE_NOTEBOOK, SOURCE_NOTEBOOK
     from unet_course.architecture import NoUNetError, from_notebook, unet_builder
     from unet_grader.reference import unet_model as reference_unet
-
-    from conftest import RELEASE_NOTEBOOK, SOURCE_NOTEBOOK
 
     students = from_notebook(SOURCE_NOTEBOOK)((32, 48, 3), 4, 5)
     assert students.count_params() == reference_unet((32, 48, 3), 4, 5).count_params()

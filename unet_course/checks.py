@@ -37,7 +37,14 @@ FAIL_MARK = "\u2717"  # ballot x
 
 
 class GradingFailure(AssertionError):
-    """A test found problems; the message lists every one of them with a hint."""
+    """A test found problems; the message lists every one of them with a hint.
+
+    Shown like a teacher's note: IPython (and so JupyterLab and nbgrader's Validate dialog) prints
+    only the message, not a traceback into the course's code. The cell still fails.
+    """
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"{FAIL_MARK} {line}" if i == 0 else line for i, line in enumerate(str(self).splitlines())]
 
 
 @dataclass
@@ -335,10 +342,10 @@ def compare_case(exercise: str, model, expected: dict) -> list[str]:
 
 
 def report(exercise: str, title: str, problems: list[str]) -> None:
+    """One line per configuration; the problems themselves are listed once, by the failure."""
     mark = PASS_MARK if not problems else FAIL_MARK
-    print(f"{mark} {exercise}: {title}")
-    for problem in problems:
-        print(f"    - {problem}")
+    count = f" ({len(problems)} problem{'s' if len(problems) > 1 else ''}, listed below)" if problems else ""
+    print(f"{mark} {exercise}: {title}{count}")
 
 
 # --------------------------------------------------------------------------------------------

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path
 
 from unet_grader import batch, examples, release, report
 from unet_grader.coursedir import REPOSITORY

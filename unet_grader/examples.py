@@ -14,7 +14,7 @@ from pathlib import Path
 import nbformat
 
 from unet_grader.assignment import EXERCISES
-from unet_grader.coursedir import Course, as_course
+from unet_grader.coursedir import as_course
 from unet_grader.plugins.stubs import BEGIN_STUB, END_STUB
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from nbgrader.preprocessors import NbGraderPreprocessor
 
+
 class ShortenTestTracebacks(NbGraderPreprocessor):
     """Feedback: a failing test shows its message, not a traceback quoting the (hidden) test code."""
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from nbgrader.preprocessors import NbGraderPreprocessor
 
+
 def _nbgrader_meta(cell) -> dict:
     meta = cell.get("metadata", {}).get("nbgrader", {})
     return meta if isinstance(meta, dict) else {}
@@ -21,7 +22,6 @@ def canonical_submission(submission, release) -> tuple[object, list[str]]:
     metadata (points, grade ids), so none of them changes what is graded. Returns the new
     notebook and a list of what was repaired (empty for an ordinary submission).
     """
-    import copy
 
     repairs: list[str] = []
     answer_ids = [_nbgrader_meta(c).get("grade_id") for c in release.cells if _nbgrader_meta(c).get("solution")]
