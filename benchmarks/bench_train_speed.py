@@ -1,18 +1,25 @@
 """Training speed of the reference U-Net on this CPU, against the peak this CPU reaches.
 
-    python benchmarks/bench_train_speed.py                     # 96x128, batch 32, 4 configurations
+    python benchmarks/bench_train_speed.py                     # 96x128, batch 32, the configurations below
     python benchmarks/bench_train_speed.py --data ../shared/data/camvid --steps 4
     python benchmarks/bench_train_speed.py --configs float32 mixed_bfloat16+jit --image-size 144 192
 
 Prints, as text and (``--json``) as JSON:
 
+* the processor (``model name`` of /proc/cpuinfo), the flags that decide bf16 speed (AVX2,
+  AVX512F, AVX512_BF16, AMX) and what ``python -m unet_course.train --precision auto`` picks here;
 * peak GFLOP/s of a large float32 and bfloat16 matmul and 3x3 convolution, timed in this process;
 * for each configuration (precision x XLA jit) images/s of ``model.fit`` training steps of
   ``unet_model(n_filters=32)`` fed by the course's real pipeline (``unet_course.data``: decode,
   resize, cache, shuffle, augment; CamVid if ``--data`` is given, else generated images), and
   the achieved GFLOP/s = images/s x training FLOPs per image (counted from the model's layers:
   forward multiply-adds x 2, times 3 for forward + both backward passes), as a fraction of the
-  matching peak.
+  matching peak, and its speed relative to float32 in the same run.
+
+Default configurations: float32 and mixed_bfloat16, each with and without XLA, on a CPU with
+native bf16 (AMX or AVX512_BF16); float32 (with and without XLA) and mixed_bfloat16 once on a CPU
+without it, where bf16 is emulated and several times slower (measured to show by how much: the
+reason ``auto`` picks float32 there); float32 and mixed_float16 when TensorFlow sees a GPU.
 
 Keep runs short (a few minutes): the defaults do 2 warm-up and 5 timed steps per configuration.
 On a shared 2-core machine single runs vary (float32 7.8 to 12.1 img/s minutes apart): compare
@@ -39,26 +46,52 @@ import tensorflow as tf  # noqa: E402
 
 from unet_course import data as data_lib  # noqa: E402
 from unet_course.datasets import CAMVID  # noqa: E402
-from unet_course.train import TrainConfig, build_model  # noqa: E402
+from unet_course.train import (  # noqa: E402
+    NATIVE_BF16_FLAGS,
+    TrainConfig,
+    build_model,
+    read_cpu_flags,
+    resolve_precision,
+)
+
+FLAGS_THAT_MATTER = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16")
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+def cpu_name(cpuinfo: str | None = None) -> str:
+    """``model name`` of /proc/cpuinfo (or of the text given), else what ``platform`` knows."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
+        except OSError:
+            cpuinfo = ""
+    for line in cpuinfo.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() == "model name":
+            return value.strip()
+    return platform.processor() or platform.machine() or "unknown"
 
 
 def cpu_flags() -> list[str]:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return []
-    wanted = ("avx512_bf16", "amx_bf16", "amx_tile", "avx512f", "avx512_vnni")
-    return [f for f in wanted if f" {f}" in text]
+    """The flags of :data:`FLAGS_THAT_MATTER` this CPU has, in that order."""
+    have = read_cpu_flags()
+    return [f for f in FLAGS_THAT_MATTER if f in have]
+
+
+def default_configs(gpus: int, native_bf16: bool) -> list[str]:
+    if gpus:
+        return ["float32", "mixed_float16"]
+    if native_bf16:
+        return ["float32", "float32+jit", "mixed_bfloat16", "mixed_bfloat16+jit"]
+    return ["float32", "float32+jit", "mixed_bfloat16"]  # emulated bf16: once, to show the cost
+
+
+def config_precision(name: str) -> str:
+    for policy in ("mixed_bfloat16", "mixed_float16"):
+        if name.startswith(policy):
+            return policy
+    if name.startswith("float32"):
+        return "float32"
+    raise SystemExit(f"unknown configuration {name!r}: float32, mixed_bfloat16 or mixed_float16, optionally +jit")
 
 
 def _time(fn, repeats: int) -> float:
@@ -127,7 +160,7 @@ def pipeline(data_dir, image_size, batch_size, augment=True):
 
 
 def bench_config(name: str, ds, image_size, batch_size, warmup: int, steps: int) -> dict:
-    precision = "mixed_bfloat16" if "bfloat16" in name else "float32"
+    precision = config_precision(name)
     jit = name.endswith("+jit")
     keras.utils.set_random_seed(0)
     keras.mixed_precision.set_global_policy(precision)
@@ -155,42 +188,69 @@ def main(argv=None) -> int:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--steps", type=int, default=5)
-    p.add_argument("--configs", nargs="+", default=["float32", "float32+jit", "mixed_bfloat16", "mixed_bfloat16+jit"])
+    p.add_argument("--configs", nargs="+", default=None,
+                   help="e.g. float32 mixed_bfloat16+jit (default: see the module docstring)")
     p.add_argument("--no-peaks", dest="peaks", action="store_false")
     p.add_argument("--json", default=None, help="write the results here too")
     args = p.parse_args(argv)
     image_size = tuple(args.image_size)
 
-    report = {"cpu": cpu_name(), "cpu_flags": cpu_flags(), "cores": os.cpu_count(), "tensorflow": tf.__version__,
+    flags = cpu_flags()
+    gpus = tf.config.list_physical_devices("GPU")
+    native_bf16 = any(f in flags for f in NATIVE_BF16_FLAGS)
+    auto_policy, auto_reason = resolve_precision("auto")
+    configs = args.configs or default_configs(len(gpus), native_bf16)
+    for name in configs:
+        config_precision(name)  # fail now on a typo, not after the peaks
+    report = {"cpu": cpu_name(), "cpu_flags": flags, "native_bf16": native_bf16, "gpus": [g.name for g in gpus],
+              "cores": os.cpu_count(), "tensorflow": tf.__version__,
+              "auto_precision": {"policy": auto_policy, "reason": auto_reason},
               "image_size": list(image_size), "batch_size": args.batch_size, "load_average_start": os.getloadavg()}
-    print(f"CPU: {report['cpu']} ({', '.join(report['cpu_flags'])}), {report['cores']} cores; "
+    print(f"CPU: {report['cpu']}, {report['cores']} cores; flags: {', '.join(flags) or 'none of ' + ', '.join(FLAGS_THAT_MATTER)}"
+          f" -> {'native' if native_bf16 else 'no native'} bf16; GPUs: {len(gpus)}; "
           f"load average {report['load_average_start'][0]:.1f}", flush=True)
+    print(f"--precision auto here: {auto_policy} ({auto_reason})", flush=True)
     peaks = {}
     if args.peaks:
-        peaks = {"matmul_float32": peak_matmul(tf.float32), "matmul_bfloat16": peak_matmul(tf.bfloat16),
-                 "conv3x3_float32": peak_conv(tf.float32), "conv3x3_bfloat16": peak_conv(tf.bfloat16)}
+        dtypes = {"float32": tf.float32}
+        if any(config_precision(c) == "mixed_bfloat16" for c in configs):
+            dtypes["bfloat16"] = tf.bfloat16
+        if any(config_precision(c) == "mixed_float16" for c in configs):
+            dtypes["float16"] = tf.float16
+        for label, dtype in dtypes.items():
+            peaks[f"matmul_{label}"] = peak_matmul(dtype)
+            peaks[f"conv3x3_{label}"] = peak_conv(dtype)
         for k, v in peaks.items():
             print(f"peak {k:18s} {v:8.1f} GFLOP/s", flush=True)
     report["peak_gflops"] = peaks
 
     ds, n_files, tmp = pipeline(args.data, image_size, args.batch_size)
     results = []
-    for name in args.configs:
+    for name in configs:
         r = bench_config(name, ds, image_size, args.batch_size, args.warmup, args.steps)
         model = r.pop("flops_model")
         fwd = forward_flops(model)
         r["train_gflop_per_image"] = 3 * fwd / 1e9
         r["achieved_gflops"] = r["images_per_s"] * r["train_gflop_per_image"]
-        peak = peaks.get("conv3x3_bfloat16" if r["precision"] != "float32" else "conv3x3_float32")
+        peak_key = "conv3x3_" + r["precision"].removeprefix("mixed_")
+        peak = peaks.get(peak_key)
+        r["conv_peak"] = peak_key if peak else None
         r["fraction_of_conv_peak"] = r["achieved_gflops"] / peak if peak else None
+        baseline = next((b for b in results if b["config"] == "float32"), None)
+        r["vs_float32"] = r["images_per_s"] / baseline["images_per_s"] if baseline and name != "float32" else None
         results.append(r)
-        frac = f" = {100 * r['fraction_of_conv_peak']:.0f}% of conv peak" if peak else ""
+        frac = f" = {r['fraction_of_conv_peak']:.2f} of the {peak_key} peak" if peak else ""
+        vs = f"; {r['vs_float32']:.2f}x float32" if r["vs_float32"] else ""
         print(f"{name:20s} {r['images_per_s']:6.2f} img/s  ({r['seconds_per_step']:.2f} s/step, "
-              f"{r['train_gflop_per_image']:.1f} GFLOP/img/step -> {r['achieved_gflops']:.0f} GFLOP/s{frac}; "
+              f"{r['train_gflop_per_image']:.1f} GFLOP/img/step -> {r['achieved_gflops']:.0f} GFLOP/s{frac}{vs}; "
               f"loss {r['loss']:.3f}; warm-up {r['warmup_seconds']:.0f} s)", flush=True)
         del model
         keras.backend.clear_session()
     report["results"] = results
+    measured = {r["config"]: r["images_per_s"] for r in results}
+    if "float32" in measured and len(measured) > 1:
+        others = ", ".join(f"{c} {v / measured['float32']:.2f}x" for c, v in measured.items() if c != "float32")
+        print(f"--precision auto picks {auto_policy} here; speed against float32 in this run: {others}", flush=True)
     report["data"] = str(args.data) if args.data else f"generated ({n_files} random 360x480 files)"
     report["load_average_end"] = os.getloadavg()
     if tmp is not None:

@@ -1,9 +1,15 @@
 """The one training entry point: the course's U-Net on synthetic, CARLA or CamVid data.
 
     python -m unet_course.train --dataset camvid --data /path/to/camvid --out runs/camvid \\
-        --epochs 60 --image-size 144 192 --augment --precision mixed_bfloat16 --max-minutes 80
+        --epochs 60 --image-size 144 192 --augment --max-minutes 80
 
 or, from a notebook, ``train(TrainConfig(dataset="synthetic", out="runs/demo", epochs=5))``.
+
+``--precision auto`` (the default) picks, once at the start of a run, ``mixed_float16`` when
+TensorFlow sees a GPU, ``mixed_bfloat16`` on a CPU that runs bf16 natively (AMX or AVX512_BF16:
+about 3x float32) and ``float32`` elsewhere (a CPU without them, e.g. AMD Zen 3 or an AVX2-only
+Intel, emulates bf16 and is several times *slower* than float32); see :func:`choose_precision`.
+The log says what it chose and why; ``metrics.json`` and the checkpoint record the chosen policy.
 
 The U-Net is the course's reference when the instructor's side is installed (the repository),
 or the one a student wrote: ``--notebook PATH`` builds it from that notebook's three functions.
@@ -33,6 +39,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,7 +72,7 @@ class TrainConfig:
     augment: bool = False
     class_weights: str = "none"  # median | sqrt_median | none
     loss: str = "ce"  # ce | weighted_ce (weighted_ce implies median class weights)
-    precision: str = "float32"  # float32 | mixed_bfloat16
+    precision: str = "auto"  # auto | float32 | mixed_bfloat16 | mixed_float16 (see choose_precision)
     jit: bool = False
     resume: bool = False
     max_minutes: float | None = None
@@ -84,6 +91,64 @@ class TrainConfig:
         d = dataclasses.asdict(self)
         d["image_size"] = list(self.image_size)
         return d
+
+
+# --- precision -----------------------------------------------------------------------------------
+
+PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
+NATIVE_BF16_FLAGS = ("amx_bf16", "avx512_bf16")  # /proc/cpuinfo flags of CPUs with bf16 in hardware
+
+
+def choose_precision(cpu_flags: set[str] | frozenset[str], gpus: int) -> tuple[str, str]:
+    """What ``--precision auto`` means on a machine with these CPU flags and ``gpus`` GPUs:
+    ``(policy, one-line reason)``.
+
+    A GPU: ``mixed_float16`` (float16 tensor cores, loss scaling). A CPU with native bf16 (AMX or
+    AVX512_BF16 in the flags): ``mixed_bfloat16``, about 3x float32. Any other CPU (AVX2-only x86
+    such as AMD Zen 3, Apple or other ARM chips): ``float32``, because there bf16 is emulated and
+    several times slower than float32.
+    """
+    if gpus > 0:
+        return "mixed_float16", f"auto: TensorFlow sees {gpus} GPU{'s' if gpus > 1 else ''}; float16 runs natively there"
+    for flag in NATIVE_BF16_FLAGS:
+        if flag in cpu_flags:
+            return "mixed_bfloat16", f"auto: the CPU has {flag}, native bf16"
+    return "float32", ("auto: no native bf16 on this CPU (no avx512_bf16 or amx_bf16); "
+                       "bf16 would be emulated and slow")
+
+
+def read_cpu_flags(cpuinfo: str | None = None) -> set[str]:
+    """The CPU feature flags of a ``/proc/cpuinfo`` text (default: this machine's; x86 ``flags``,
+    ARM ``Features``); an empty set where there is none (macOS, Windows)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
+        except OSError:
+            return set()
+    for line in cpuinfo.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() in ("flags", "Features"):  # every core lists the same flags
+            return set(value.split())
+    return set()
+
+
+def resolve_precision(requested: str, cpu_flags: set[str] | None = None, gpus: int | None = None) -> tuple[str, str]:
+    """``(policy, reason)`` for ``--precision requested``: ``auto`` via :func:`choose_precision` on
+    this machine's CPU flags and GPUs (or the ones given); an explicit policy as it is."""
+    if requested not in PRECISIONS:
+        raise ValueError(f"unknown precision {requested!r}; choose one of {', '.join(PRECISIONS)}")
+    if gpus is None:
+        gpus = len(tf.config.list_physical_devices("GPU"))
+    if cpu_flags is None:
+        cpu_flags = read_cpu_flags()
+    if requested == "auto":
+        return choose_precision(cpu_flags, gpus)
+    reason = "as requested"
+    if requested == "mixed_bfloat16" and not gpus and not any(f in cpu_flags for f in NATIVE_BF16_FLAGS):
+        reason += "; this CPU has no native bf16 (no avx512_bf16 or amx_bf16), expect it slower than float32"
+    elif requested == "mixed_float16" and not gpus:
+        reason += "; no GPU: float16 on a CPU is emulated and slow"
+    return requested, reason
 
 
 # --- pieces --------------------------------------------------------------------------------------
@@ -155,14 +220,43 @@ def lr_schedule(config: TrainConfig, steps_per_epoch: int):
 
 
 def build_model(config: TrainConfig, n_classes: int) -> keras.Model:
-    """The course's U-Net (see :mod:`unet_course.architecture`); under mixed precision a float32
-    identity layer on top of the logits."""
+    """The course's U-Net (see :mod:`unet_course.architecture`); under a mixed policy
+    (``mixed_bfloat16``, ``mixed_float16``) a float32 identity layer on top of the logits.
+
+    ``config.precision`` must be resolved (not ``auto``): the caller sets that global policy."""
+    if config.precision not in PRECISIONS[1:]:
+        raise ValueError(f"build_model needs a resolved precision, not {config.precision!r} (see resolve_precision)")
     h, w = config.image_size
     base = unet_builder(config.notebook)(input_size=(h, w, 3), n_filters=config.n_filters, n_classes=n_classes)
-    if config.precision == "float32":
+    if not config.precision.startswith("mixed_"):
         return base
     logits = keras.layers.Activation("linear", dtype="float32", name="logits_float32")(base.output)
     return keras.Model(base.input, logits, name="unet_mixed")
+
+
+def load_checkpoint(model: keras.Model, path) -> None:
+    """``model.load_weights(path)`` (weights and optimizer state), also across the loss-scaling
+    wrapper that ``mixed_float16`` puts around the optimizer: a checkpoint made on a GPU resumes on a
+    CPU (and back) with its Adam moments and step count, so the LR schedule carries on."""
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        saved_optimizer = "optimizer" in f
+        saved_scaled = saved_optimizer and "inner_optimizer" in f["optimizer"]
+    scaled = isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    if model.optimizer is None or not saved_optimizer or saved_scaled == scaled:
+        model.load_weights(path)
+        return
+    with warnings.catch_warnings():  # Keras skips the mismatched optimizer; it is loaded below
+        warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+        model.load_weights(path)
+    inner = model.optimizer.inner_optimizer if scaled else model.optimizer
+    with h5py.File(path, "r") as f:
+        saved = f["optimizer/inner_optimizer/vars" if saved_scaled else "optimizer/vars"]
+        if len(saved) != len(inner.variables):
+            raise ValueError(f"{path}: {len(saved)} optimizer variables saved, the optimizer has {len(inner.variables)}")
+        for i, variable in enumerate(inner.variables):
+            variable.assign(saved[str(i)][()])
 
 
 class RunState(keras.callbacks.Callback):
@@ -299,6 +393,11 @@ def train(config: TrainConfig | dict) -> dict:
     if isinstance(config, dict):
         config = TrainConfig(**config)
     config.image_size = tuple(int(v) for v in config.image_size)
+    # Resolve --precision once, before anything is built; the resolved policy (never "auto") is what
+    # the checkpoint state, metrics.json and a resumed run see. A copy: the caller's config keeps "auto".
+    requested_precision = config.precision
+    policy, precision_reason = resolve_precision(config.precision)
+    config = dataclasses.replace(config, precision=policy)
     t0 = time.time()
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -310,6 +409,7 @@ def train(config: TrainConfig | dict) -> dict:
         log_file.write(line + "\n")
         log_file.flush()
 
+    log(f"precision: {policy} ({precision_reason})")
     info = get_dataset_info(config.dataset)
     keras.utils.set_random_seed(config.seed)
     root, train_pairs, val_pairs = _datasets(config, info)
@@ -330,6 +430,9 @@ def train(config: TrainConfig | dict) -> dict:
     resumed_from = 0
     if config.resume and state_file.exists():
         state = json.loads(state_file.read_text())
+        before = state.get("config", {}).get("precision")
+        if before and before != policy:
+            log(f"the checkpoint was trained in {before}; continuing in {policy}")
         state["config"] = config.to_json()
         resumed_from = state["epoch"]
     elif config.resume:
@@ -355,8 +458,8 @@ def train(config: TrainConfig | dict) -> dict:
                 jit_compile=config.jit,
             )
             if resumed_from:
-                optimizer.build(model.trainable_variables)
-                model.load_weights(ckpt_dir / "last.weights.h5")
+                model.optimizer.build(model.trainable_variables)  # under mixed_float16 the LossScaleOptimizer
+                load_checkpoint(model, ckpt_dir / "last.weights.h5")
                 log(f"resumed from epoch {resumed_from} (best val mIoU {state['best_miou']:.4f} at epoch "
                     f"{state['best_epoch']}; optimizer step {int(optimizer.iterations.numpy())})")
     finally:
@@ -387,7 +490,8 @@ def train(config: TrainConfig | dict) -> dict:
         raise KeyboardInterrupt
 
     return finish(config, info, model, state, out, val_pairs, t0, fit_seconds, run_state.stopped_for_time,
-                  len(train_pairs), resumed_from)
+                  len(train_pairs), resumed_from,
+                  precision_choice={"requested": requested_precision, "policy": policy, "reason": precision_reason})
 
 
 def distribution_strategy(name: str):
@@ -404,11 +508,11 @@ def distribution_strategy(name: str):
 
 
 def finish(config, info, model, state, out: Path, val_pairs, t0, fit_seconds, stopped_for_time,
-           n_train, resumed_from) -> dict:
+           n_train, resumed_from, precision_choice: dict | None = None) -> dict:
     """Best weights -> scores on the val split (model size and, for camvid, label size), plots, export."""
     best = out / "best.weights.h5"
     if best.exists():
-        model.load_weights(best)
+        load_checkpoint(model, best)
     t_eval = time.time()
     native = info.layout == "camvid"
     res = eval_lib.score_pairs(model, val_pairs, info, config.image_size, batch_size=config.batch_size,
@@ -443,6 +547,7 @@ def finish(config, info, model, state, out: Path, val_pairs, t0, fit_seconds, st
             "eval_seconds": round(eval_seconds, 1),
         },
         "config": config.to_json(),
+        "precision_choice": precision_choice or {"requested": config.precision, "policy": config.precision},
         "versions": {"tensorflow": tf.__version__, "keras": keras.__version__},
     }
     if config.export:
@@ -474,7 +579,9 @@ def parse_args(argv=None) -> TrainConfig:
     p.add_argument("--class-weights", choices=["median", "sqrt_median", "none"], default="none",
                    help="per-pixel loss weights of the real classes (void is always 0)")
     p.add_argument("--loss", choices=["ce", "weighted_ce"], default="ce")
-    p.add_argument("--precision", choices=["float32", "mixed_bfloat16"], default="float32")
+    p.add_argument("--precision", choices=list(PRECISIONS), default="auto",
+                   help="auto (default): mixed_float16 on a GPU, mixed_bfloat16 on a CPU with native bf16 "
+                        "(AMX or AVX512_BF16), float32 elsewhere; the log says what it chose")
     p.add_argument("--jit", action="store_true", help="XLA-compile the train step")
     p.add_argument("--resume", action="store_true", help="continue from out/checkpoint")
     p.add_argument("--max-minutes", type=float, default=None, help="stop after the epoch that would overrun this")
