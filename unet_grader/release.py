@@ -10,6 +10,7 @@ never in it (``tests/test_student_bundle.py`` installs the wheel in a fresh envi
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -18,7 +19,7 @@ import tomllib
 from pathlib import Path
 
 from unet_grader.assignment import ASSIGNMENT
-from unet_grader.coursedir import REPOSITORY, Course, CourseError, as_course, nbgrader
+from unet_grader.coursedir import REPOSITORY, CourseError, as_course, nbgrader
 
 STUDENT_PACKAGE = "unet_course"
 
@@ -34,7 +35,8 @@ def _student_pyproject() -> str:
     """The student package's own build description: the repository's name, version and runtime
     dependencies, and only the ``unet_course`` package with its data."""
     project = tomllib.loads((REPOSITORY / "pyproject.toml").read_text())["project"]
-    dependencies = ",\n".join(f"    {dependency!r}".replace("'", '"') for dependency in project["dependencies"])
+    # JSON strings are TOML basic strings; the environment markers keep their own single quotes.
+    dependencies = ",\n".join(f"    {json.dumps(dependency)}" for dependency in project["dependencies"])
     return f'''[build-system]
 requires = ["setuptools>=61", "wheel"]
 build-backend = "setuptools.build_meta"
