@@ -46,6 +46,16 @@ def test_each_mistake_is_caught_and_named(name):
     problems = all_problems(mistake.exercise, namespace[mistake.exercise])
     assert problems, f"{mistake.description} was not caught"
     assert any(mistake.keyword.lower() in p.lower() for p in problems), problems
+    for wrong_hint in mistake.not_said:  # a hint meant for another layer's role
+        assert not any(wrong_hint.lower() in p.lower() for p in problems), (wrong_hint, problems)
+
+
+def test_the_catalogue_covers_every_role_of_a_layer():
+    """Mistakes on every kind of layer the hints speak about, and enough of them to mean it."""
+    assert len(MISTAKES) >= 24
+    edited = " ".join(new for m in MISTAKES.values() for _, new in m.edits)
+    for layer in ("Conv2DTranspose(", "contractive_input]", "Dropout", "MaxPooling2D", "Conv2D(n_classes", "conv9 = Conv2D("):
+        assert layer in edited or any(layer in old for m in MISTAKES.values() for old, _ in m.edits), layer
 
 
 @pytest.mark.parametrize("name", sorted(n for n, m in MISTAKES.items() if m.exercise != "unet_model"))

@@ -8,7 +8,7 @@ import re
 import nbformat
 import pytest
 
-from conftest import RELEASE_NOTEBOOK, ROOT
+from conftest import RELEASE_NOTEBOOK, ROOT, SOURCE_NOTEBOOK
 from unet_grader.assignment import ASSIGNMENT, EXERCISES, NOTEBOOK
 from unet_grader.coursedir import as_course, copy_course, nbgrader
 from unet_grader.examples import MISTAKES, make_submission, write_submission
@@ -143,6 +143,32 @@ def test_each_mistake_loses_points_only_in_its_exercise_with_named_feedback(grad
     graded_notebook = (course / "autograded" / f"mistake_{name}" / ASSIGNMENT / NOTEBOOK).read_text()
     errors = " ".join(re.findall(r'"evalue": "(.*?)",\n', graded_notebook))
     assert mistake.keyword.lower() in errors.lower(), f"feedback does not name {mistake.description!r}: {errors[:500]}"
+    for wrong_hint in mistake.not_said:
+        assert wrong_hint.lower() not in errors.lower(), f"{mistake.description}: the feedback gives {wrong_hint!r}"
+
+
+@pytest.mark.parametrize("name", sorted(MISTAKES))
+def test_the_notebook_and_the_feedback_say_the_same_thing(graded, name):
+    """The public test's message in the student's notebook (shipped specifications, in the kernel)
+    is, word for word and layer number for layer number, the grader's verdict in the feedback."""
+    from unet_course.checks import check_public, failure_message
+    from unet_grader.examples import apply_mistake, solution_code
+
+    course, _, _ = graded
+    mistake = MISTAKES[name]
+    source = nbformat.read(str(SOURCE_NOTEBOOK), as_version=4)
+    cells = {c.metadata["nbgrader"]["grade_id"]: solution_code(c.source) for c in source.cells
+             if c.metadata.get("nbgrader", {}).get("grade_id") in EXERCISES}
+    cells[mistake.exercise] = apply_mistake(cells[mistake.exercise], mistake)
+    namespace: dict = {}
+    exec("import tensorflow as tf\nfrom tensorflow.keras.layers import Conv2D, Conv2DTranspose, Dropout, Input,"
+         " MaxPooling2D, concatenate\n" + "\n".join(cells.values()), namespace)
+    in_notebook = check_public(mistake.exercise, namespace[mistake.exercise], verbose=False)
+    graded_notebook = nbformat.read(str(course / "autograded" / f"mistake_{name}" / ASSIGNMENT / NOTEBOOK), as_version=4)
+    [cell] = [c for c in graded_notebook.cells
+              if c.metadata.get("nbgrader", {}).get("grade_id") == f"test_{mistake.exercise}_public"]
+    in_feedback = [o.evalue for o in cell.outputs if o.output_type == "error"]
+    assert in_feedback == ([failure_message(mistake.exercise, in_notebook)] if in_notebook else [])
 
 
 def test_feedback_says_what_failed_but_hides_hidden_tests(graded):

@@ -111,61 +111,100 @@ def describe(model) -> list[LayerInfo]:
 # Comparing layer lists, with hints
 # --------------------------------------------------------------------------------------------
 
-_FIELD_HINTS = {
-    "filters": "did you pass {filters_hint}?",
+# Hints belong to the role a layer plays, so a hint is only ever given where it is right: the
+# head's activation is not the transposed convolution's, nor is its initializer the encoder's.
+_CONV = {
+    "filters": "did you pass n_filters?",
     "kernel_size": "a 3\u00d73 kernel is kernel_size=3",
-    "strides": "the transposed convolution doubles height and width with strides=2",
+    "strides": "a convolution here keeps the default strides=1",
     "padding": "padding='same' keeps height and width",
+    "activation": "use activation='relu'",
     "kernel_initializer": "use kernel_initializer='he_normal'",
-    "pool_size": "use pool_size=(2, 2), which halves height and width",
-    "rate": "did you pass dropout_prob?",
-    "axis": "concatenate on the channel axis, axis=3",
+}
+ROLE_HINTS = {
+    "encoder conv": _CONV,
+    "decoder conv": _CONV,
+    "final 3\u00d73 conv": dict(_CONV, filters="the extra 3\u00d73 convolution has n_filters filters"),
+    "transposed conv": {
+        "filters": "did you pass n_filters?",
+        "kernel_size": "the transposed convolution uses a 3\u00d73 kernel (kernel_size=3)",
+        "strides": "the transposed convolution doubles height and width with strides=2",
+        "padding": "padding='same' makes the output exactly twice as high and wide as the input",
+        "activation": "the transposed convolution has no activation: leave activation out",
+    },
+    "head": {
+        "filters": "the last layer has one filter per class: n_classes",
+        "kernel_size": "the last layer is a 1\u00d71 convolution (kernel_size=1)",
+        "strides": "the last layer keeps the default strides=1",
+        "padding": "padding='same' keeps height and width",
+        "activation": "the last layer outputs logits: give it no activation (the loss uses from_logits=True)",
+        "kernel_initializer": "the last layer keeps Keras' default initializer: leave kernel_initializer out",
+    },
+    "pooling": {"pool_size": "use pool_size=(2, 2), which halves height and width"},
+    "dropout": {"rate": "did you pass dropout_prob?"},
+    "concatenation": {"axis": "concatenate on the channel axis, axis=3"},
+    "block": {  # unet_model: the layers of the (stand-in) blocks it calls
+        "filters": "each block gets n_filters times its factor (1, 2, 4, 8, 16, then 8, 4, 2, 1)",
+        "rate": "the 4th and 5th encoder blocks use dropout_prob=0.3",
+        "kernel_size": "call the blocks with the arguments the exercise gives",
+        "strides": "call the blocks with the arguments the exercise gives",
+    },
+}
+_MISSING = {
+    "dropout": "add Dropout(dropout_prob) when dropout_prob > 0",
+    "pooling": "pool with MaxPooling2D when max_pooling is True",
+    "encoder conv": "each block has two 3\u00d73 Conv2D layers",
+    "decoder conv": "after the concatenation come two 3\u00d73 Conv2D layers",
+    "transposed conv": "upsample with Conv2DTranspose",
+    "concatenation": "join the upsampled tensor and the skip connection with concatenate",
+    "final 3\u00d73 conv": "a 3\u00d73 Conv2D with n_filters filters comes before the last layer",
+    "head": "the last layer is a 1\u00d71 Conv2D with n_classes filters",
+}
+_MISSING_IN_BLOCKS = {
+    "Dropout": "the 4th and 5th encoder blocks use dropout_prob=0.3",
+    "MaxPooling2D": "four encoder blocks pool; only the 5th has max_pooling=False",
+}
+_EXTRA = {
+    ("conv_block", "Dropout"): "add Dropout only when dropout_prob > 0",
+    ("conv_block", "MaxPooling2D"): "pool only when max_pooling is True",
+    ("unet_model", "Dropout"): "only the 4th and 5th encoder blocks use dropout_prob=0.3",
+    ("unet_model", "MaxPooling2D"): "the 5th encoder block is called with max_pooling=False",
+}
+_ROLE_BY_KIND = {
+    "conv_block": {"Conv2D": "encoder conv", "Dropout": "dropout", "MaxPooling2D": "pooling"},
+    "upsampling_block": {"Conv2DTranspose": "transposed conv", "Concatenate": "concatenation", "Conv2D": "decoder conv"},
 }
 
-_EXTRA_LAYER_HINTS = {
-    "Dropout": "add Dropout only when dropout_prob > 0",
-    "MaxPooling2D": "pool only when max_pooling is True",
-}
 
-_MISSING_LAYER_HINTS = {
-    "Dropout": "add Dropout(dropout_prob) when dropout_prob > 0",
-    "MaxPooling2D": "pool with MaxPooling2D when max_pooling is True",
-    "Conv2D": "each block has two 3\u00d73 Conv2D layers",
-    "Conv2DTranspose": "upsample with Conv2DTranspose",
-    "Concatenate": "join the upsampled tensor and the skip connection with concatenate",
-}
+def layer_roles(exercise: str, expected: list[LayerInfo]) -> list[str]:
+    """The role of each expected layer (what its hints are about)."""
+    if exercise == "unet_model":  # the stand-in blocks' layers, then the extra 3x3 conv and the head
+        return ["block"] * (len(expected) - 2) + ["final 3\u00d73 conv", "head"]
+    return [_ROLE_BY_KIND[exercise].get(layer.kind, "layer") for layer in expected]
 
 
-def _activation_hint(expected: str) -> str:
-    if expected == "linear":
-        return "the last layer outputs logits: give it no activation (the loss uses from_logits=True)"
-    return f"use activation='{expected}'"
-
-
-def _field_problem(index: int, actual: LayerInfo, name: str, got, want, filters_hint: str) -> str:
+def _field_problem(index: int, actual: LayerInfo, name: str, got, want, role: str) -> str:
     if name == "filters":
         where = f"layer {index} is {actual.kind} with {got} filters; expected {want}"
     else:
         where = f"layer {index} is {actual.kind} with {name.replace('_', ' ')} {got!r}; expected {want!r}"
-    if name == "activation":
-        hint = _activation_hint(want)
-    else:
-        hint = _FIELD_HINTS.get(name, "").format(filters_hint=filters_hint)
+    hint = ROLE_HINTS.get(role, {}).get(name, "")
     return f"{where} \u2014 {hint}" if hint else where
 
 
-def compare_layers(actual: list[LayerInfo], expected: list[LayerInfo], filters_hint: str = "n_filters") -> list[str]:
-    """List every difference between two layer descriptions, each with a hint.
+def compare_layers(actual: list[LayerInfo], expected: list[LayerInfo], exercise: str) -> list[str]:
+    """List every difference between two layer descriptions, each with the hint of the layer's role.
 
     Layers are aligned by class name first, so one missing layer is reported as missing rather
     than as every later layer being wrong.
     """
+    roles = layer_roles(exercise, expected)
     problems: list[str] = []
     matcher = difflib.SequenceMatcher(a=[a.kind for a in actual], b=[e.kind for e in expected], autojunk=False)
     for op, a0, a1, e0, e1 in matcher.get_opcodes():
         if op == "equal":
             for offset in range(a1 - a0):
-                problems += _compare_pair(a0 + offset + 1, actual[a0 + offset], expected[e0 + offset], filters_hint)
+                problems += _compare_pair(a0 + offset + 1, actual[a0 + offset], expected[e0 + offset], roles[e0 + offset])
         if op in ("delete", "replace"):
             for i in range(a0, a1):
                 kind = actual[i].kind
@@ -173,22 +212,22 @@ def compare_layers(actual: list[LayerInfo], expected: list[LayerInfo], filters_h
                     want = expected[e0 + i - a0].kind
                     problems.append(f"layer {i + 1} is {kind}; expected {want} here")
                 else:
-                    hint = _EXTRA_LAYER_HINTS.get(kind, "this layer is not part of the block")
+                    hint = _EXTRA.get((exercise, kind), "this layer is not part of the block")
                     problems.append(f"extra layer {i + 1}: {kind} \u2014 {hint}")
         if op in ("insert", "replace"):
             for j in range(e0 + (a1 - a0 if op == "replace" else 0), e1):
                 kind = expected[j].kind
-                hint = _MISSING_LAYER_HINTS.get(kind, "")
+                hint = _MISSING_IN_BLOCKS.get(kind, "") if roles[j] == "block" else _MISSING.get(roles[j], "")
                 problems.append(f"missing layer: {kind} (expected as layer {j + 1})" + (f" \u2014 {hint}" if hint else ""))
     return problems
 
 
-def _compare_pair(index: int, actual: LayerInfo, expected: LayerInfo, filters_hint: str) -> list[str]:
+def _compare_pair(index: int, actual: LayerInfo, expected: LayerInfo, role: str) -> list[str]:
     problems = []
     for name, want in expected.config.items():
         got = actual.config.get(name)
         if got != want:
-            problems.append(_field_problem(index, actual, name, got, want, filters_hint))
+            problems.append(_field_problem(index, actual, name, got, want, role))
     if actual.output_shape != expected.output_shape:
         problems.append(f"layer {index} ({actual.kind}) has output shape {actual.output_shape}; expected {expected.output_shape}")
     if actual.params != expected.params and not problems:
@@ -286,13 +325,25 @@ def _build_upsampling_block(upsampling_block, case: Case):
     return keras.Model([expansive, contractive], result), []
 
 
+def _concatenation_hint(problem: str) -> str:
+    """Why unet_model's upsampled tensor and skip connection do not fit, from the shapes Keras names."""
+    shapes = [tuple(int(d) for d in m.split(",")) for m in re.findall(r"\(None, (\d+, \d+), \d+\)", problem)]
+    if len(shapes) == 2 and shapes[1] == tuple(2 * d for d in shapes[0]):
+        return ("the upsampled tensor is half the size of the skip connection: the bottom of the U was pooled"
+                " once too often (the 5th encoder block is called with max_pooling=False)")
+    if len(shapes) == 2 and shapes[0] == tuple(2 * d for d in shapes[1]):
+        return ("the skip connection is half the size of the upsampled tensor: pass index 1 of the encoder"
+                " block (its skip connection), not index 0 (its pooled output)")
+    return ("each upsampling block needs the previous block's output and the skip connection (index 1) of the"
+            " encoder block at the same resolution")
+
+
 def _build_unet_model(unet_model, case: Case):
     with stand_in_blocks(unet_model):
         result, problem = _call("unet_model", unet_model, **case.kwargs)
     if problem:
         if "concatenat" in problem.lower():
-            problem += (" \u2014 each upsampling block needs the previous block's output and the skip connection"
-                        " (index 1) of the encoder block at the same resolution")
+            problem += " \u2014 " + _concatenation_hint(problem)
         return None, [problem]
     if not isinstance(result, keras.Model):
         return None, [f"unet_model must return a tf.keras.Model, not {type(result).__name__}"]
@@ -301,8 +352,6 @@ def _build_unet_model(unet_model, case: Case):
 
 _BUILDERS = {"conv_block": _build_conv_block, "upsampling_block": _build_upsampling_block,
              "unet_model": _build_unet_model}
-FILTERS_HINTS = {"conv_block": "n_filters", "upsampling_block": "n_filters",
-                 "unet_model": "n_filters times this block's factor (1, 2, 4, 8 or 16)"}
 
 
 def build(exercise: str, function, case: Case):
@@ -332,7 +381,7 @@ def compare_case(exercise: str, model, expected: dict) -> list[str]:
     if got_inputs != tuple(expected["inputs"]):
         return [f"the model was built for inputs {list(got_inputs)}; this test uses {list(expected['inputs'])}"]
     layers = [LayerInfo(d["kind"], d["output_shape"], d["params"], dict(d["config"])) for d in expected["layers"]]
-    problems = compare_layers(describe(model), layers, FILTERS_HINTS[exercise])
+    problems = compare_layers(describe(model), layers, exercise)
     names = ["next_layer", "skip_connection"] if exercise == "conv_block" else ["output"]
     for name, got, want in zip(names, [_shape(t.shape) for t in model.outputs], expected["outputs"]):
         if got != want:

@@ -26,6 +26,7 @@ class Mistake:
     description: str
     edits: tuple[tuple[str, str], ...]  # (old, new) replacements; each old text must occur
     keyword: str  # a word the feedback must contain to count as naming the mistake
+    not_said: tuple[str, ...] = ()  # hints that would be wrong for this layer: the feedback must not give them
 
 
 MISTAKES = {
@@ -66,6 +67,37 @@ MISTAKES = {
     "decoder_filters": Mistake("unet_model", "first decoder block with n_filters * 16",
                                (("upsampling_block(cblock5[0], cblock4[1], n_filters * 8)",
                                  "upsampling_block(cblock5[0], cblock4[1], n_filters * 16)"),), "filters"),
+    # Mistakes where a hint chosen by field alone (not by the layer's role) would be wrong:
+    "transpose_relu": Mistake("upsampling_block", "relu on the transposed convolution",
+                              (('strides=(2, 2), padding="same")', 'strides=(2, 2), padding="same", activation="relu")'),),
+                              "no activation", ("logits", "use activation='relu'")),
+    "head_kernel_3": Mistake("unet_model", "a 3x3 kernel on the 1x1 output layer",
+                             (('Conv2D(n_classes, 1, padding="same")', 'Conv2D(n_classes, 3, padding="same")'),),
+                             "kernel_size=1", ("kernel_size=3",)),
+    "head_he_normal": Mistake("unet_model", "he_normal initializer on the output layer",
+                              (('Conv2D(n_classes, 1, padding="same")',
+                                'Conv2D(n_classes, 1, padding="same", kernel_initializer="he_normal")'),),
+                              "default initializer", ("use kernel_initializer='he_normal'",)),
+    "head_n_filters": Mistake("unet_model", "n_filters instead of n_classes on the output layer",
+                              (('Conv2D(n_classes, 1, padding="same")', 'Conv2D(n_filters, 1, padding="same")'),),
+                              "n_classes", ("factor", "did you pass n_filters")),
+    "transpose_hardcoded_filters": Mistake("upsampling_block", "transposed convolution with 32 filters whatever n_filters",
+                                           (("Conv2DTranspose(n_filters, 3", "Conv2DTranspose(32, 3"),), "n_filters"),
+    "conv_padding_valid": Mistake("conv_block", "padding left at 'valid' on the first convolution",
+                                  (('activation="relu", padding="same", kernel_initializer="he_normal")(inputs)',
+                                    'activation="relu", kernel_initializer="he_normal")(inputs)'),), "padding='same'"),
+    "decoder_kernel_1": Mistake("upsampling_block", "the last convolution with a 1x1 kernel",
+                                (('    conv = Conv2D(n_filters, 3, activation="relu", padding="same", kernel_initializer="he_normal")(conv)',
+                                  '    conv = Conv2D(n_filters, 1, activation="relu", padding="same", kernel_initializer="he_normal")(conv)'),),
+                                "kernel_size=3", ("kernel_size=1", "the last layer")),
+    "no_dropout_block4": Mistake("unet_model", "no dropout in the 4th encoder block",
+                                 (("conv_block(cblock3[0], n_filters * 8, dropout_prob=0.3)", "conv_block(cblock3[0], n_filters * 8)"),),
+                                 "dropout_prob=0.3"),
+    "bottleneck_pools": Mistake("unet_model", "the 5th encoder block pools (max_pooling=False left out)",
+                                ((", dropout_prob=0.3, max_pooling=False)", ", dropout_prob=0.3)"),), "max_pooling=False"),
+    "final_conv_linear": Mistake("unet_model", "no activation on the extra 3x3 convolution",
+                                 (('conv9 = Conv2D(n_filters, 3, activation="relu", padding="same"',
+                                   'conv9 = Conv2D(n_filters, 3, padding="same"'),), "relu", ("logits",)),
     "no_extra_conv": Mistake(
         "unet_model", "the extra 3x3 convolution before the output left out",
         (('    conv9 = Conv2D(n_filters, 3, activation="relu", padding="same", kernel_initializer="he_normal")(ublock9)\n', ""),
