@@ -168,3 +168,13 @@ def namespace_source(mistake) -> str:
     cells = _cells(SOURCE_NOTEBOOK, solution_code)
     cells[mistake.exercise] = apply_mistake(cells[mistake.exercise], mistake)
     return "\n".join(cells.values())
+
+
+@pytest.mark.parametrize("name", ["concat_order", "skip_before_dropout", "pooling_ignores_flag", "pooled_skip"])
+def test_public_checks_name_what_the_hidden_tests_punish(name):
+    """No walking into a hidden penalty: the concatenation order (same-weights probe on a tiny case),
+    the tensor returned as the skip connection (the graph, not just the layer list) and
+    max_pooling=False are all checked in the public test."""
+    mistake = MISTAKES[name]
+    problems = checks.check_public(mistake.exercise, namespace_with(mistake)[mistake.exercise], verbose=False)
+    assert any(mistake.keyword.lower() in p.lower() for p in problems), problems

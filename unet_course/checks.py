@@ -367,11 +367,53 @@ def build(exercise: str, function, case: Case):
 # One comparison, used by the notebook's public checks and by the grader's verifier
 # --------------------------------------------------------------------------------------------
 
-def describe_model(exercise: str, model) -> dict:
-    """What a check compares: input shapes, every layer, and the block's output shapes."""
-    return {"inputs": [_shape(t.shape[1:]) for t in model.inputs],
-            "layers": [vars(info) for info in describe(model)],
-            "outputs": [_shape(t.shape) for t in model.outputs]}
+def _producers(model) -> list[int]:
+    """For each output of ``model``, the number of the layer that computes it (as in the messages)."""
+    layers = [layer for layer in model.layers if type(layer).__name__ != "InputLayer"]
+    return [next((i + 1 for i, layer in enumerate(layers) if layer is t._keras_history.operation), 0)
+            for t in model.outputs]
+
+
+def probe_outputs(model, seed: int = 0) -> list[list[float]]:
+    """The outputs of ``model`` with deterministic weights (layer by layer, from ``seed``) on a
+    deterministic input: what a same-weights comparison needs, as plain numbers."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        layer.set_weights([rng.uniform(-0.5, 0.5, w.shape).astype("float32") for w in layer.get_weights()])
+    inputs = [rng.uniform(-1, 1, (1, *t.shape[1:])).astype("float32") for t in model.inputs]
+    outputs = model(inputs if len(inputs) > 1 else inputs[0], training=False)
+    outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+    return [np.round(np.asarray(keras.ops.convert_to_numpy(o), "float64").ravel(), 5).tolist() for o in outputs]
+
+
+def describe_model(exercise: str, model, probe: bool = False, variants: dict | None = None) -> dict:
+    """What a check compares: input shapes, every layer, the block's output shapes and which layer
+    computes each output; with ``probe``, the outputs with deterministic weights (and those of
+    known wrong ``variants``, models by name, so a mismatch can be named)."""
+    description = {"inputs": [_shape(t.shape[1:]) for t in model.inputs],
+                   "layers": [vars(info) for info in describe(model)],
+                   "outputs": [_shape(t.shape) for t in model.outputs],
+                   "outputs_from": _producers(model)}
+    if probe:
+        description["probe"] = {"outputs": probe_outputs(model),
+                                "variants": {name: probe_outputs(m) for name, m in (variants or {}).items()}}
+    return description
+
+
+_OUTPUT_NAMES = {"conv_block": ["next_layer", "skip_connection"]}
+_OUTPUT_HINTS = {
+    "next_layer": "next_layer is the pooled tensor (without pooling, the same tensor as the skip connection)",
+    "skip_connection": "the skip connection is the tensor after the Dropout (when there is one) and before the pooling",
+    "output": "return the output of the last layer",
+}
+VARIANT_HINTS = {  # known wrong wirings that the same-weights probe can name
+    "concatenation order swapped": (
+        "the concatenation order is swapped: concatenate [up, contractive_input], the upsampled tensor first"
+        " (the course's convention: both orders are a U-Net, but the weights, and so the grader's same-weights"
+        " check, only fit one)"),
+}
 
 
 def compare_case(exercise: str, model, expected: dict) -> list[str]:
@@ -381,12 +423,32 @@ def compare_case(exercise: str, model, expected: dict) -> list[str]:
     if got_inputs != tuple(expected["inputs"]):
         return [f"the model was built for inputs {list(got_inputs)}; this test uses {list(expected['inputs'])}"]
     layers = [LayerInfo(d["kind"], d["output_shape"], d["params"], dict(d["config"])) for d in expected["layers"]]
-    problems = compare_layers(describe(model), layers, exercise)
-    names = ["next_layer", "skip_connection"] if exercise == "conv_block" else ["output"]
+    actual = describe(model)
+    problems = compare_layers(actual, layers, exercise)
+    names = _OUTPUT_NAMES.get(exercise, ["output"])
     for name, got, want in zip(names, [_shape(t.shape) for t in model.outputs], expected["outputs"]):
         if got != want:
-            hint = " \u2014 the skip connection is the tensor before pooling" if name == "skip_connection" else ""
+            hint = f" \u2014 {_OUTPUT_HINTS[name]}" if name == "skip_connection" else ""
             problems.append(f"{name} has shape {got}; expected {want}{hint}")
+    if problems:
+        return problems
+    # Follow the graph: the same layers can be wired to return the wrong tensor.
+    for name, got, want in zip(names, _producers(model), expected.get("outputs_from", [])):
+        if got != want:
+            what = f"layer {got} ({actual[got - 1].kind})" if got else "no layer of the block"
+            problems.append(f"{name} is the output of {what}; expected the output of layer {want}"
+                            f" ({layers[want - 1].kind}) \u2014 {_OUTPUT_HINTS[name]}")
+    probe = expected.get("probe")
+    if probe and not problems:
+        import numpy as np
+
+        got = probe_outputs(model)
+        if not all(np.allclose(g, w, atol=2e-4) for g, w in zip(got, probe["outputs"])):
+            named = [name for name, outputs in probe["variants"].items()
+                     if all(np.allclose(g, w, atol=2e-4) for g, w in zip(got, outputs))]
+            problems.append("with the same weights, your layers compute different outputs from the expected ones"
+                            " \u2014 " + (VARIANT_HINTS[named[0]] if named else
+                                          "check which tensor each layer takes as its input"))
     return problems
 
 

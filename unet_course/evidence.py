@@ -45,15 +45,17 @@ class Case:
     kwargs: dict
     input_shapes: tuple
     numeric: bool = True  # compare outputs (hidden tests); off where it would cost seconds of compute
+    probe: bool = False  # public: ship outputs with deterministic weights, for a same-weights check in the notebook
 
     def to_json(self) -> dict:
         return {"title": self.title, "kwargs": _lists(self.kwargs), "input_shapes": _lists(self.input_shapes),
-                "numeric": self.numeric}
+                "numeric": self.numeric, "probe": self.probe}
 
     @classmethod
     def from_json(cls, data: dict) -> "Case":
         kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in dict(data["kwargs"]).items()}
-        return cls(str(data["title"]), kwargs, _tuples(data["input_shapes"]), bool(data.get("numeric", True)))
+        return cls(str(data["title"]), kwargs, _tuples(data["input_shapes"]), bool(data.get("numeric", True)),
+                   bool(data.get("probe", False)))
 
 
 def _tuples(value):

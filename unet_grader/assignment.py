@@ -34,10 +34,14 @@ PUBLIC_CASES = {
         Case("inputs (96, 128, 3), n_filters=32", {"n_filters": 32}, ((96, 128, 3),)),
         Case("inputs (96, 128, 3), n_filters=32, dropout_prob=0.1", {"n_filters": 32, "dropout_prob": 0.1},
              ((96, 128, 3),)),
+        Case("inputs (32, 32, 3), n_filters=8, max_pooling=False", {"n_filters": 8, "max_pooling": False},
+             ((32, 32, 3),)),
     ],
     "upsampling_block": [
         Case("inputs (12, 16, 256) and (24, 32, 128), n_filters=32", {"n_filters": 32},
              ((12, 16, 256), (24, 32, 128))),
+        Case("inputs (2, 2, 3) and (4, 4, 2), n_filters=2, same weights", {"n_filters": 2},
+             ((2, 2, 3), (4, 4, 2)), probe=True),
     ],
     "unet_model": [
         Case("unet_model() with its defaults", {}, ()),

@@ -67,6 +67,11 @@ MISTAKES = {
     "decoder_filters": Mistake("unet_model", "first decoder block with n_filters * 16",
                                (("upsampling_block(cblock5[0], cblock4[1], n_filters * 8)",
                                  "upsampling_block(cblock5[0], cblock4[1], n_filters * 16)"),), "filters"),
+    "skip_before_dropout": Mistake(
+        "conv_block", "the skip connection taken before the Dropout",
+        (("    skip_connection = conv\n", ""),
+         ("    if dropout_prob > 0:\n        conv = Dropout", "    skip_connection = conv\n    if dropout_prob > 0:\n        conv = Dropout")),
+        "after the Dropout"),
     # Mistakes where a hint chosen by field alone (not by the layer's role) would be wrong:
     "transpose_relu": Mistake("upsampling_block", "relu on the transposed convolution",
                               (('strides=(2, 2), padding="same")', 'strides=(2, 2), padding="same", activation="relu")'),),

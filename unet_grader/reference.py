@@ -135,6 +135,15 @@ def _swapped_upsampling_block(expansive_input, contractive_input, n_filters=32):
     return Conv2D(n_filters, 3, activation="relu", padding="same", kernel_initializer="he_normal")(conv)
 
 
+def known_variants(exercise: str, case) -> dict:
+    """Wrong wirings worth naming, built for ``case`` (their outputs ship as numbers, never as code)."""
+    from unet_course import checks
+
+    if exercise != "upsampling_block":
+        return {}
+    return {"concatenation order swapped": checks.build(exercise, _swapped_upsampling_block, case)[0]}
+
+
 def wiring_diagnosis(exercise: str, student_model, case) -> str:
     """Name the likely wiring mistake by finding which known variant the student's model computes."""
     from unet_course import checks
@@ -142,7 +151,7 @@ def wiring_diagnosis(exercise: str, student_model, case) -> str:
     if exercise == "upsampling_block":
         variant, _ = checks.build(exercise, _swapped_upsampling_block, case)
         if variant is not None and outputs_match(student_model, variant):
-            return "the concatenation order is swapped: concatenate [up, contractive_input], upsampled tensor first"
+            return checks.VARIANT_HINTS["concatenation order swapped"]
         return "check the wiring: the transposed convolution takes expansive_input, and the first Conv2D takes the concatenation"
     if exercise == "conv_block":
         return "check the wiring: the second Conv2D takes the first one's output, and the skip connection is the tensor before pooling"

@@ -16,14 +16,18 @@ from unet_course.checks import EXPECTED_LAYERS, describe_model
 from unet_grader import assignment, reference
 
 
+def expected_description(exercise: str, case) -> dict:
+    """What the reference builds for one configuration, as data (see unet_course.checks.describe_model)."""
+    variants = reference.known_variants(exercise, case) if case.probe else None
+    model = reference.build_expected(exercise, case)
+    return json.loads(json.dumps(describe_model(exercise, model, probe=case.probe, variants=variants)))
+
+
 def expected_layers() -> dict:
     """The specifications, from the reference and the assignment's public configurations."""
-    table = {}
-    for exercise in assignment.EXERCISES:
-        table[exercise] = [
-            {"case": case.to_json(),
-             "expected": json.loads(json.dumps(describe_model(exercise, reference.build_expected(exercise, case))))}
-            for case in assignment.PUBLIC_CASES[exercise]]
+    table = {exercise: [{"case": case.to_json(), "expected": expected_description(exercise, case)}
+                        for case in assignment.PUBLIC_CASES[exercise]]
+             for exercise in assignment.EXERCISES}
     return {"generated_by": "python -m unet_grader specs (from the instructor's reference; do not edit)",
             "exercises": table}
 

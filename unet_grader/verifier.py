@@ -69,13 +69,25 @@ def _clean(problems) -> list[str]:
     return [str(p)[:400] for p in problems[:MAX_PROBLEMS]]
 
 
+def _public_description(exercise: str, case) -> dict | None:
+    """A public configuration is judged on the very description the student's notebook used (the
+    shipped specifications, generated from the reference and checked for drift), so the notebook
+    and the grader say the same thing."""
+    from unet_course import checks
+
+    return next((expected for public, expected in checks.public_cases(exercise) if public == case), None)
+
+
 def case_problems(exercise: str, case, student, hidden: bool) -> list[str]:
     """Every problem of one configuration: the shared comparison (the same messages the
     notebook's public checks give), then for hidden tests the same-weights output comparison."""
     from unet_course import checks
 
     expected = reference.build_expected(exercise, case)
-    problems = checks.compare_case(exercise, student, checks.describe_model(exercise, expected))
+    description = _public_description(exercise, case) if not hidden else None
+    if description is None:
+        description = checks.describe_model(exercise, expected)
+    problems = checks.compare_case(exercise, student, description)
     if hidden and case.numeric and not problems:
         match = reference.outputs_match(student, expected)
         if match is False:
