@@ -21,5 +21,5 @@ clean:  ## remove nbgrader working folders and the gradebook (not .venv, not dat
 
 notebooks: venv  ## re-execute the instructor notebooks (small setting) and save their outputs
 	UNET_COURSE_SMALL=1 $(PY) -m jupyter nbconvert --to notebook --execute --inplace \
-		--ExecutePreprocessor.timeout=1200 --ExecutePreprocessor.store_widget_state=False --ExecutePreprocessor.record_timing=False solutions/*/*.ipynb
+		--ExecutePreprocessor.timeout=1200 --ExecutePreprocessor.store_widget_state=False --ExecutePreprocessor.record_timing=False solutions/*/*.ipynb notebooks/*/*.ipynb
 	$(PY) -m unet_grader release

@@ -10,7 +10,8 @@ import pytest
 
 from conftest import ROOT
 
-NOTEBOOKS = sorted((ROOT / "solutions").glob("*/*.ipynb")) + sorted((ROOT / "assignments").glob("*/*.ipynb"))
+NOTEBOOKS = sorted((ROOT / "solutions").glob("*/*.ipynb")) + sorted((ROOT / "assignments").glob("*/*.ipynb")) + sorted(
+    (ROOT / "notebooks").glob("*/*.ipynb"))
 LOCAL_PATH = re.compile(r"(/work/|/home/|/root/|/tmp/|/Users/|[A-Z]:\\\\Users)")
 SECRET = re.compile(r"(token=[0-9a-f]{16,}|api[_-]?key|password\s*=)", re.IGNORECASE)
 MAX_IMAGE_BYTES = 300_000
