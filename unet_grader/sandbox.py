@@ -13,7 +13,8 @@ starts runs under ``bwrap`` (Debian package ``bubblewrap``):
 * limits: address space, CPU seconds, processes, file size, open files, wall time; as root the
   kernel drops to an unprivileged user of its own so the process limit holds (root ignores it),
   and where cgroups can be made, the whole sandbox (forks included) shares one memory and one
-  process budget.
+  process budget; each kernel logs which limits are in force, and a warning (and once a line on
+  stderr) names any that could not be set.
 
 ``UNET_COURSE_SANDBOX`` chooses: ``auto`` (default: sandbox when bubblewrap works, otherwise
 grade unsandboxed with a loud warning), ``require`` (refuse to grade without it) or ``off``.
@@ -21,8 +22,10 @@ grade unsandboxed with a loud warning), ``require`` (refuse to grade without it)
 
 from __future__ import annotations
 
+import errno
 import functools
 import importlib.util
+import logging
 import os
 import shutil
 import subprocess
@@ -31,11 +34,14 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from jupyter_client.manager import AsyncKernelManager
 from traitlets import Unicode
 
 from unet_course.evidence import CASES_ENV, RECORD_ENV
+
+log = logging.getLogger(__name__)
 
 SANDBOX_ENV = "UNET_COURSE_SANDBOX"
 BWRAP_ENV = "UNET_COURSE_BWRAP"  # another bubblewrap binary (the tests name a missing one)
@@ -75,10 +81,28 @@ class Limits:
     wall_seconds: int = 1800
 
     @classmethod
-    def from_environment(cls) -> "Limits":
-        """The limits for this grading run: read when a kernel starts, not when this module is imported."""
-        return cls(memory_mb=int(os.environ.get("UNET_COURSE_SANDBOX_MEMORY_MB", cls.memory_mb)),
-                   wall_seconds=int(os.environ.get("UNET_COURSE_SANDBOX_WALL_SECONDS", cls.wall_seconds)))
+    def from_environment(cls, environ: dict | None = None) -> Limits:
+        """The limits for this grading run, read from the environment each time a kernel starts and
+        never when this module is imported (so a grader, or a test, that sets
+        UNET_COURSE_SANDBOX_MEMORY_MB or UNET_COURSE_SANDBOX_WALL_SECONDS after the import gets them)."""
+        env = os.environ if environ is None else environ
+        return cls(memory_mb=_positive_int(env, "UNET_COURSE_SANDBOX_MEMORY_MB", cls.memory_mb),
+                   wall_seconds=_positive_int(env, "UNET_COURSE_SANDBOX_WALL_SECONDS", cls.wall_seconds))
+
+
+def _positive_int(env, name: str, default: int) -> int:
+    """``env[name]`` as a positive integer (``default`` when unset or empty); a wrong value stops
+    grading with the variable's name rather than grading under a limit nobody chose."""
+    value = str(env.get(name, "")).strip()
+    if not value:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number <= 0:
+        raise ValueError(f"{name} must be a positive whole number, not {value!r}")
+    return number
 
 
 def mode() -> str:
@@ -251,39 +275,171 @@ def _tasks_of(uid: int) -> int:
     return count
 
 
+class _Setting(NamedTuple):
+    """One cgroup limit: what it bounds, the file that sets it, and how the report shows it."""
+
+    label: str  # "memory", "memory+swap", "swap", "tasks"
+    controller: str  # the cgroup controller that provides ``file``
+    file: str
+    value: str
+    shown: str  # "6144 MiB"
+    source: str  # "cgroup v1 memory"
+
+
 class Cgroups:
     """Memory and process limits for the whole sandbox (every process in it, forks included), in
     a child of this process's cgroup, where the system lets us make one (root, cgroup v1 or v2).
 
     Per-process rlimits alone do not bound a fork bomb's total memory: 128 forked kernels each
-    dirtying their copy of the interpreter exhaust the machine. Best effort: without cgroups the
-    rlimits still apply.
+    dirtying their copy of the interpreter exhaust the machine. Where a cgroup limit cannot be
+    set, the per-process rlimits (prlimit) still apply, but that is never silent: each failure is
+    kept in :attr:`failures`, logged at WARNING with every kernel, and told once per grading
+    process on stderr. :meth:`describe` says which limits are in force.
+
+    ``root`` (where the cgroup file systems are mounted) and ``self_cgroup`` (the text of
+    /proc/self/cgroup) default to this machine's; the tests hand in a fake tree.
     """
 
-    def __init__(self, name: str, limits: Limits):
+    ROOT = Path("/sys/fs/cgroup")
+    # cgroup v2: the leaf child that holds the grader's own processes, so that its parent may
+    # enable controllers for the sandbox cgroups (see _enable_v2).
+    LEAF = "unet-grader"
+    WANTED = (("memory", "memory"), ("tasks", "pids"))  # each limit the sandbox needs, and its controller
+    _stderr_told = False  # the instructor has been told on stderr (once per grading process)
+
+    def __init__(self, name: str, limits: Limits, *, root: Path | str | None = None,
+                 self_cgroup: str | None = None):
+        self.name, self.limits = name, limits
+        self.root = Path(root) if root is not None else self.ROOT
         self.paths: list[Path] = []
-        settings = []
-        for controller, path in self._parents():
-            self._sweep(path)
-            child = path / name
+        self.in_force: dict[str, str] = {}  # label -> "6144 MiB (cgroup v1 memory)"
+        self.failures: list[str] = []  # "memory limit NOT applied (why)"
+        if self_cgroup is None:
+            self_cgroup = self._read(Path("/proc/self/cgroup"))
+        for controller, parent in self._parents(self_cgroup):
+            self._sweep(parent)
+            settings = self._settings(controller)
+            if controller == "v2":
+                settings = self._enable_v2(parent, settings)
+                if not settings:
+                    continue
+            child = parent / name
             try:
                 child.mkdir()
-            except OSError:
+            except OSError as error:
+                self._fail(settings, f"cannot create {child}: {error}")
                 continue
             self.paths.append(child)
-            memory = str(limits.memory_mb * 2**20)
-            if controller == "memory":
-                settings += [(child / "memory.limit_in_bytes", memory), (child / "memory.memsw.limit_in_bytes", memory)]
-            elif controller == "pids":
-                settings.append((child / "pids.max", str(limits.processes)))
-            else:  # cgroup v2: both in one
-                settings += [(child / "memory.max", memory), (child / "memory.swap.max", "0"),
-                             (child / "pids.max", str(limits.processes))]
-        for path, value in settings:
+            for setting in settings:
+                try:
+                    self._write_file(child / setting.file, setting.value)
+                except OSError as error:
+                    self._fail([setting], f"{child / setting.file}: {error}")
+                else:
+                    self.in_force[setting.label] = f"{setting.shown} ({setting.source})"
+        for label, controller in self.WANTED:
+            if label not in self.in_force and not any(f.startswith(f"{label} limit") for f in self.failures):
+                self.failures.append(f"{label} limit NOT applied (no cgroup {controller} hierarchy for this process)")
+        self._report()
+
+    def _settings(self, controller: str) -> list[_Setting]:
+        memory, mib = str(self.limits.memory_mb * 2**20), f"{self.limits.memory_mb} MiB"
+        tasks = str(self.limits.processes)
+        if controller == "memory":  # cgroup v1; memory+swap must come second (it may not be below memory)
+            return [_Setting("memory", "memory", "memory.limit_in_bytes", memory, mib, "cgroup v1 memory"),
+                    _Setting("memory+swap", "memory", "memory.memsw.limit_in_bytes", memory, mib, "cgroup v1 memory")]
+        if controller == "pids":
+            return [_Setting("tasks", "pids", "pids.max", tasks, tasks, "cgroup v1 pids")]
+        return [_Setting("memory", "memory", "memory.max", memory, mib, "cgroup v2 memory"),
+                _Setting("swap", "memory", "memory.swap.max", "0", "0", "cgroup v2 memory"),
+                _Setting("tasks", "pids", "pids.max", tasks, tasks, "cgroup v2 pids")]
+
+    def _enable_v2(self, parent: Path, settings: list[_Setting]) -> list[_Setting]:
+        """The settings whose controller ``parent`` passes on to its children, after enabling them.
+
+        In cgroup v2 a child has the memory and pids files only when its parent lists those
+        controllers in cgroup.subtree_control, and a cgroup other than the root may list them only
+        while no process sits in it ("no internal processes"). So, as systemd asks of a service
+        with Delegate=yes and as container init scripts do, when enabling is refused as busy the
+        processes of this cgroup (the grader and whatever shares its cgroup) move into a leaf
+        child, :attr:`LEAF`, and the sandbox cgroups become that leaf's siblings. Controllers the
+        parent does not have at all (not delegated to it) cannot be enabled: that is reported.
+        """
+        control = parent / "cgroup.subtree_control"
+        missing = {s.controller for s in settings} - self._controllers(control)
+        available = self._controllers(parent / "cgroup.controllers")
+        why = {c: f"{parent} has no {c} controller: not delegated to it" for c in missing - available}
+        if missing & available:
+            request = " ".join(f"+{c}" for c in sorted(missing & available))
             try:
-                path.write_text(value)
-            except OSError:
-                pass
+                try:
+                    self._write_file(control, request)
+                except OSError as error:
+                    if error.errno != errno.EBUSY:
+                        raise
+                    self._move_processes(parent, parent / self.LEAF)
+                    self._write_file(control, request)
+            except OSError as error:
+                why.update({c: f"cannot enable {request} in {control}: {error}" for c in missing & available})
+        enabled = self._controllers(control)
+        for setting in settings:
+            if setting.controller not in enabled:
+                self._fail([setting], why.get(setting.controller, f"{control} does not list {setting.controller}"))
+        return [s for s in settings if s.controller in enabled]
+
+    def _move_processes(self, parent: Path, leaf: Path) -> None:
+        """Move every process of ``parent`` into ``leaf`` (a few rounds: some may be forking)."""
+        leaf.mkdir(exist_ok=True)
+        for _ in range(10):
+            pids = self._read(parent / "cgroup.procs").split()
+            if not pids:
+                return
+            for pid in pids:
+                try:
+                    self._write_file(leaf / "cgroup.procs", pid)
+                except ProcessLookupError:  # it exited meanwhile: nothing left to move
+                    pass
+
+    def _fail(self, settings: list[_Setting], why: str) -> None:
+        self.failures += [f"{s.label} limit NOT applied ({why})" for s in settings]
+
+    def describe(self) -> str:
+        """One line: the limits in force for this sandbox, and those that could not be applied."""
+        shared = ", ".join(f"{label} {where}" for label, where in self.in_force.items()) or "no cgroup limits"
+        lim = self.limits
+        text = (f"sandbox limits: {shared}; per process (prlimit): address space {lim.memory_mb} MiB,"
+                f" CPU {lim.cpu_seconds} s, processes {lim.processes}, file size {lim.file_mb} MiB,"
+                f" open files {lim.open_files}; wall time {lim.wall_seconds} s")
+        if self.failures:
+            text += "; " + "; ".join(self.failures)
+        return text
+
+    def _report(self) -> None:
+        log.log(logging.WARNING if self.failures else logging.INFO, "%s: %s", self.name, self.describe())
+        if self.failures and not Cgroups._stderr_told:
+            Cgroups._stderr_told = True
+            print(f"WARNING: the grading sandbox's shared memory/process limits are NOT all applied: "
+                  f"{'; '.join(self.failures)}. Each kernel process still has its own limits (prlimit:"
+                  " address space, CPU time, processes, file size, open files) and a wall-time limit,"
+                  " but the sandbox as a whole (forks included) is not bounded. Grade as root on a machine"
+                  " with cgroup v1 memory and pids hierarchies or cgroup v2 with those controllers delegated.",
+                  file=sys.stderr)
+
+    @staticmethod
+    def _read(path: Path) -> str:
+        try:
+            return path.read_text()
+        except OSError:
+            return ""
+
+    @classmethod
+    def _controllers(cls, path: Path) -> set[str]:
+        """The controllers a cgroup.controllers or cgroup.subtree_control file lists."""
+        return {word.lstrip("+") for word in cls._read(path).split()}
+
+    @staticmethod
+    def _write_file(path: Path, value: str) -> None:
+        path.write_text(value)
 
     @staticmethod
     def _sweep(parent: Path, min_age: float = 120) -> None:
@@ -296,24 +452,24 @@ class Cgroups:
             except OSError:
                 pass
 
-    @staticmethod
-    def _parents() -> list[tuple[str, Path]]:
+    def _parents(self, self_cgroup: str) -> list[tuple[str, Path]]:
+        """(controller, cgroup of this process) for the v1 memory and pids hierarchies, or else
+        ("v2", cgroup) for the unified hierarchy (its parent, when this process is in our leaf)."""
         found = []
-        try:
-            lines = Path("/proc/self/cgroup").read_text().splitlines()
-        except OSError:
-            return found
+        lines = [line for line in self_cgroup.splitlines() if line.count(":") >= 2]
         for line in lines:
             _, controllers, path = line.split(":", 2)
             for controller in ("memory", "pids"):
                 if controller in controllers.split(","):
-                    root = Path("/sys/fs/cgroup") / controller
-                    if (root / path.lstrip("/")).is_dir():
-                        found.append((controller, root / path.lstrip("/")))
+                    cgroup = self.root / controller / path.lstrip("/")
+                    if cgroup.is_dir():
+                        found.append((controller, cgroup))
         if not found:  # pure cgroup v2
             for line in lines:
                 if line.startswith("0::"):
-                    path = Path("/sys/fs/cgroup") / line[3:].lstrip("/")
+                    path = self.root / line[3:].strip().lstrip("/")
+                    if path.name == self.LEAF:
+                        path = path.parent
                     if (path / "cgroup.controllers").exists():
                         found.append(("v2", path))
         return found
@@ -326,7 +482,9 @@ class Cgroups:
         return ["sh", "-c", f"{joins}; exec \"$@\"", "sh", *cmd]
 
     def remove(self) -> None:
+        """Kill what is left in the sandbox cgroups and remove them (a warning if one stays)."""
         for path in self.paths:
+            error = None
             for _ in range(50):
                 try:
                     for pid in (path / "cgroup.procs").read_text().split():
@@ -336,8 +494,14 @@ class Cgroups:
                             pass
                     path.rmdir()
                     break
-                except OSError:
+                except FileNotFoundError:
+                    break
+                except OSError as failure:
+                    error = failure
                     time.sleep(0.1)
+            else:
+                log.warning("could not remove the sandbox cgroup %s: %s", path, error)
+        self.paths = []
 
 
 def _give_to_unprivileged(path: Path) -> None:
@@ -385,8 +549,9 @@ class SandboxKernelManager(AsyncKernelManager):
     async def _async_launch_kernel(self, kernel_cmd, **kw):
         if self._private_dir is not None:
             workdir = Path(kw.get("cwd") or os.getcwd())
-            kernel_cmd = sandbox_command(kernel_cmd, workdir, self._private_dir, kw.get("env") or {})
-            self._cgroups = Cgroups(self._private_dir.name, Limits.from_environment())
+            limits = Limits.from_environment()  # once per kernel: the rlimits and cgroups agree
+            kernel_cmd = sandbox_command(kernel_cmd, workdir, self._private_dir, kw.get("env") or {}, limits)
+            self._cgroups = Cgroups(self._private_dir.name, limits)
             SandboxKernelManager._started.append(self)
             kernel_cmd = self._cgroups.wrap(kernel_cmd)
             if _as_root():
