@@ -8,6 +8,7 @@ The course root is this folder: ``solutions/`` is nbgrader's source, ``assignmen
 import os
 
 from unet_grader.plugins import (
+    autograde_exporter,
     autograde_preprocessors,
     autograde_sanitize_preprocessors,
     feedback_preprocessors,
@@ -27,6 +28,9 @@ if os.environ.get("UNET_COURSE_DB_URL"):
 
 # Students see the seed's `None` placeholders (### BEGIN STUB blocks), not NotImplementedError.
 c.GenerateAssignment.preprocessors = generate_assignment_preprocessors()
+
+# A file nbgrader cannot read is graded as the unanswered assignment: a 0 per test, and the reason.
+c.Autograde.exporter_class = autograde_exporter()
 
 # Autograding ignores tags that skip cells, and TensorFlow's stderr noise does not fail correct code.
 c.Autograde.sanitize_preprocessors = autograde_sanitize_preprocessors()

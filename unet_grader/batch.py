@@ -1,10 +1,11 @@
 """Autograde a class: every submission gets a grade and a reason, and the batch always finishes.
 
 Each student is graded by the real ``nbgrader autograde`` in its own process (with the course's
-plug-ins: sandbox, repaired structure, verdicts outside the kernel). Whatever goes wrong for one
-student (an unreadable file, a crash, a timeout, a locked gradebook, a verifier that failed)
-becomes recorded zeros with the reason for that student; a regrade replaces the previous
-attempt's scores, autograded notebook and feedback completely.
+plug-ins: unreadable files read as the unanswered assignment, sandbox, repaired structure, verdicts
+outside the kernel). Whatever goes wrong for one student (an unreadable file, a crash, a timeout,
+a locked gradebook, a verifier that failed) becomes recorded zeros with the reason for that
+student; a regrade replaces the previous attempt's scores, reason, autograded notebook and
+feedback completely.
 """
 
 from __future__ import annotations
@@ -51,36 +52,27 @@ class StudentResult:
     scores: dict = field(default_factory=dict)  # exercise -> (score, max)
     problems: list = field(default_factory=list)
     ungraded: int = 0  # grade cells with no score at all (nbgrader never got to them)
+    failure: str | None = None  # why it could not be graded normally (its grades are then recorded zeros)
 
     @property
     def total(self) -> tuple[float, float]:
         return (sum(s for s, _ in self.scores.values()), sum(m for _, m in self.scores.values()))
 
 
-def unreadable_reason(path: Path) -> str | None:
-    """Why nbgrader could not even open this submission (None when it can)."""
-    import nbformat
-
-    try:
-        with warnings.catch_warnings():  # duplicate cell ids etc.: nbgrader repairs those itself
-            warnings.simplefilter("ignore")
-            notebook = nbformat.read(str(path), as_version=4)
-            nbformat.validate(notebook)
-    except FileNotFoundError:
-        return f"no {NOTEBOOK} in the submission"
-    except Exception as error:  # noqa: BLE001 - JSON, encoding, schema: all mean "not a notebook"
-        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        return f"the submitted file is not a readable notebook ({type(error).__name__}: {first[:120]})"
-    return None
+def _first_line(error: BaseException, limit: int = 200) -> str:
+    return (str(error).strip().splitlines() or [""])[0][:limit]
 
 
 def record_zeros(course: Course, student: str, reason: str, every_grade: bool = False) -> None:
     """Give the grades of a submission that could not be graded a recorded 0 (not an empty score;
-    with ``every_grade``, also the ones a previous attempt left), and keep the reason beside the
-    gradebook for the summary and the feedback."""
+    with ``every_grade``, also the ones a previous attempt left, manual ones included), and keep
+    the reason beside the gradebook for the summary and the feedback (written first: it survives
+    a gradebook that cannot be written)."""
     from nbgrader.api import MissingEntry
 
     course = as_course(course)
+    course.problems_folder().mkdir(exist_ok=True)
+    (course.problems_folder() / f"{student}.json").write_text(json.dumps({"student": student, "reason": reason}))
     with gradebook(course) as book:
         book.update_or_create_student(student)
         try:
@@ -90,10 +82,8 @@ def record_zeros(course: Course, student: str, reason: str, every_grade: bool = 
         for notebook in submission.notebooks:
             for grade in notebook.grades:
                 if every_grade or (grade.auto_score is None and grade.manual_score is None):
-                    grade.auto_score, grade.manual_score = 0.0, None
+                    grade.auto_score, grade.manual_score, grade.needs_manual_grade = 0.0, None, False
         book.db.commit()
-    course.problems_folder().mkdir(exist_ok=True)
-    (course.problems_folder() / f"{student}.json").write_text(json.dumps({"student": student, "reason": reason}))
 
 
 def _forget_previous_attempt(course: Course, student: str) -> None:
@@ -109,14 +99,21 @@ def _last_error(run: subprocess.CompletedProcess) -> str:
 
 
 def grade_one(course: Course, student: str) -> StudentResult:
-    """Autograde one submission in its own nbgrader process; whatever happens, grades are recorded."""
+    """Autograde one submission in its own nbgrader process; whatever happens, grades are recorded.
+
+    A file nbgrader cannot read is graded by nbgrader itself as the unanswered assignment (the
+    course's reading plug-in); anything else that goes wrong (nbgrader failing or timing out, no
+    grades or no readable autograded notebook afterwards, the verifier failing) replaces every
+    score of this student, earlier attempts' included, with a recorded 0 and the reason.
+    """
     from unet_grader.report import read_result
 
     course = as_course(course)
     _forget_previous_attempt(course, student)
-    unreadable = unreadable_reason(course.submitted_notebook(student))
-    problem = unreadable
-    if problem is None:
+    problem = None
+    if not course.submitted_notebook(student).is_file():
+        problem = f"no {NOTEBOOK} in the submission"
+    else:
         try:
             run = nbgrader(course.root, "autograde", ASSIGNMENT, f"--student={student}", "--force",
                            check=False, timeout=student_timeout())
@@ -126,29 +123,29 @@ def grade_one(course: Course, student: str) -> StudentResult:
             problem = f"grading took longer than {student_timeout()} s and was stopped"
     try:
         result = read_result(course, student)
-    except Exception as error:  # noqa: BLE001 - a broken gradebook row or notebook: still a result
-        result, problem = StudentResult(student), problem or f"the result could not be read ({type(error).__name__}: {error})"
-    if problem is None and result.ungraded:
-        problem = "some tests were not graded"
+        problem = problem or result.failure or ("some tests were not graded" if result.ungraded else None)
+    except Exception as error:  # noqa: BLE001 - a broken gradebook row: still a result
+        problem = problem or f"the result could not be read ({type(error).__name__}: {_first_line(error)})"
     if problem:
-        # An unreadable resubmission replaces every score of the earlier attempt.
-        record_zeros(course, student, problem, every_grade=unreadable is not None)
+        record_zeros(course, student, problem, every_grade=True)
         result = read_result(course, student)
-        result.problems.insert(0, problem)
     return result
 
 
 def grade_safely(course: Course, student: str) -> StudentResult:
     """:func:`grade_one`, and if even that fails (a locked gradebook, a full disk), a result that says why."""
+    from unet_grader.report import read_result
+
     try:
         return grade_one(course, student)
     except Exception as error:  # noqa: BLE001 - one student's failure never stops the batch
-        reason = f"grading failed: {type(error).__name__}: {str(error)[:200]}"
+        reason = f"grading failed: {type(error).__name__}: {_first_line(error)}"
         try:
-            record_zeros(course, student, reason)
+            record_zeros(course, student, reason, every_grade=True)
+            return read_result(course, student)
         except Exception as again:  # noqa: BLE001
-            reason += f" (and the zeros could not be recorded: {type(again).__name__}: {str(again)[:120]})"
-        return StudentResult(student, {name: (0.0, 0.0) for name in EXERCISES}, [reason])
+            reason += f" (and the zeros could not be recorded: {type(again).__name__}: {_first_line(again, 120)})"
+        return StudentResult(student, {name: (0.0, 0.0) for name in EXERCISES}, [reason], failure=reason)
 
 
 def _check_workers(course: Course, workers: int) -> None:
@@ -197,6 +194,7 @@ def autograde(course, students: list[str] | None = None, progress: bool = True,
             try:
                 results[student] = future.result()
             except BaseException as error:  # noqa: BLE001 - e.g. a worker thread that could not start
-                results[student] = StudentResult(student, {}, [f"grading failed: {type(error).__name__}: {error}"])
+                reason = f"grading failed: {type(error).__name__}: {_first_line(error)}"
+                results[student] = StudentResult(student, {}, [reason], failure=reason)
             bar.update()
     return [results[student] for student in students]

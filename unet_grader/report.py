@@ -10,43 +10,70 @@ from pathlib import Path
 
 from unet_grader.assignment import ASSIGNMENT, EXERCISES, NOTEBOOK, exercise_of
 from unet_grader.batch import StudentResult, gradebook
-from unet_grader.coursedir import Course, as_course, nbgrader
+from unet_grader.coursedir import Course, CourseError, as_course, nbgrader
+from unet_grader.plugins.reading import METADATA, not_graded_reason
+
+
+def recorded_reason(course: Course, student: str) -> str | None:
+    """Why this student's submission could not be graded, as grading recorded it (None: it was)."""
+    path = as_course(course).problems_folder() / f"{student}.json"
+    try:
+        return str(json.loads(path.read_text())["reason"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def read_result(course: Course, student: str) -> StudentResult:
-    """Scores from the gradebook and the failing tests' first message from the autograded notebook."""
+    """Scores from the gradebook; first why the submission was not graded normally (if so: the
+    recorded reason, then what the gradebook and the autograded notebook show), then what was
+    repaired and the failing tests' first message. Never raises for a damaged or missing
+    autograded notebook; ``failure`` is set whenever the submission was not graded normally."""
     from nbgrader.api import MissingEntry
 
     course = as_course(course)
     result = StudentResult(student)
+    failures = [reason] if (reason := recorded_reason(course, student)) else []
     with gradebook(course) as book:
         try:
             notebook = book.find_submission_notebook(Path(NOTEBOOK).stem, ASSIGNMENT, student)
         except MissingEntry:
-            result.problems.append("no grades recorded")
-            return result
-        for grade in notebook.grades:
+            notebook = None
+            failures.append("no grades recorded")
+        for grade in notebook.grades if notebook is not None else []:
             exercise = exercise_of(grade.name)
             score, maximum = result.scores.get(exercise, (0.0, 0.0))
             result.ungraded += grade.auto_score is None and grade.manual_score is None
             result.scores[exercise] = (score + float(grade.score or 0.0), maximum + float(grade.max_score))
-    result.problems += _autograded_problems(course.autograded_notebook(student))
+    failure, problems = _autograded_problems(course.autograded_notebook(student))
+    failures += [failure] if failure else []
+    result.problems = list(dict.fromkeys(failures + problems))
+    result.failure = failures[0] if failures else None
     return result
 
 
-def _autograded_problems(path: Path) -> list[str]:
-    """What was repaired and which tests failed, from the autograded notebook (robust to damage)."""
+def _autograded_problems(path: Path) -> tuple[str | None, list[str]]:
+    """Why the autograded notebook shows no normal grading (None if it does), and what was
+    repaired and which tests failed (robust to damage)."""
     if not path.is_file():
-        return ["no autograded notebook (the notebook could not be run)"]
+        return "no autograded notebook (the notebook could not be run)", []
     try:
         notebook = json.loads(path.read_text())
-        cells = notebook.get("cells", [])
-        repairs = notebook.get("metadata", {}).get("unet_course", {}).get("repairs", [])
-    except (ValueError, AttributeError, OSError) as error:
-        return [f"the autograded notebook could not be read ({type(error).__name__})"]
-    problems = [f"structure repaired: {repair}" for repair in repairs]
+        notes = notebook.get("metadata", {}).get(METADATA) or {}
+        problems = [f"structure repaired: {repair}" for repair in notes.get("repairs", [])]
+        not_graded = not_graded_reason(notebook)
+        if not_graded:  # every test failed for that one reason: no need to list them
+            return str(not_graded), problems
+        problems += _failed_tests(notebook.get("cells", []))
+    except (ValueError, AttributeError, TypeError, OSError) as error:
+        return f"the autograded notebook could not be read ({type(error).__name__})", []
+    return None, problems
+
+
+def _failed_tests(cells: list) -> list[str]:
+    """Each failing test's first message."""
+    problems = []
     for cell in cells:
-        meta = cell.get("metadata", {}).get("nbgrader", {}) if isinstance(cell, dict) else {}
+        meta = cell.get("metadata", {}).get("nbgrader", {})
         if not meta.get("grade"):
             continue
         grade_id = meta.get("grade_id", "")
@@ -96,18 +123,24 @@ top to bottom (Kernel &rarr; Restart Kernel and Run All Cells), then ask your in
 
 
 def feedback(course) -> Path:
-    """nbgrader's feedback (hidden tests removed), plus a page for submissions it could not grade."""
+    """nbgrader's feedback (hidden tests removed), plus a page for each submission it could not
+    make one for because grading had failed (the recorded reason says why)."""
     course = as_course(course)
-    nbgrader(course.root, "generate_feedback", ASSIGNMENT, "--force")
+    run = nbgrader(course.root, "generate_feedback", ASSIGNMENT, "--force", check=False)
     for path in sorted(course.problems_folder().glob("*.json")):
-        info = json.loads(path.read_text())
-        page = course.feedback_page(info["student"])
+        student = path.stem
+        page = course.feedback_page(student)
         if not page.exists():
-            result = read_result(course, info["student"])
+            result = read_result(course, student)
             score, maximum = result.total
             page.parent.mkdir(parents=True, exist_ok=True)
             page.write_text(FEEDBACK_PAGE.format(assignment=ASSIGNMENT, score=score, max_score=maximum,
-                                                 reason=html.escape(info["reason"])))
+                                                 reason=html.escape(result.failure or "grading failed")))
+    missing = [student for student in course.submitted_students()
+               if course.autograded_notebook(student).is_file() and not course.feedback_page(student).exists()]
+    if run.returncode != 0 and missing:
+        raise CourseError(f"nbgrader generate_feedback failed (exit {run.returncode}) for {', '.join(missing)}:\n"
+                          f"{run.stdout[-2000:]}{run.stderr[-3000:]}")
     return course.root / course.directory.feedback_directory
 
 

@@ -1,6 +1,7 @@
 """nbgrader plug-ins for this course, one module per concern, and the pipelines that use them.
 
 * :mod:`.stubs`     release: solution regions become the seed's ``None`` stubs
+* :mod:`.reading`   autograde, reading: an unreadable file is graded as the unanswered release, with why
 * :mod:`.repair`    autograde, first: the assignment's cells, whatever the submission did to them
 * :mod:`.tags`      autograde: cell tags cannot skip or excuse a test
 * :mod:`.execute`   autograde: the sandboxed kernel, bounded output, dead kernels recorded
@@ -23,6 +24,13 @@ def generate_assignment_preprocessors() -> list:
 
     default = GenerateAssignment.class_traits()["preprocessors"].make_dynamic_default()
     return [StubSolutions if step is ClearSolutions else step for step in default]
+
+
+def autograde_exporter() -> type:
+    """Autograde's exporter: reads what nbgrader cannot as the unanswered release (0 per test, a reason)."""
+    from unet_grader.plugins.reading import ReadSubmission
+
+    return ReadSubmission
 
 
 def autograde_sanitize_preprocessors() -> list:
@@ -51,10 +59,12 @@ def autograde_preprocessors() -> list:
 
 
 def feedback_preprocessors() -> list:
-    """Feedback with hidden tests removed and failing tests shown by their message only."""
+    """Feedback with hidden tests removed, failing tests shown by their message only, and first of
+    all why a submission was not graded normally (when it was not)."""
     from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
     from nbgrader.preprocessors import ClearHiddenTests, GetGrades
 
     from unet_grader.plugins.feedback import ShortenTestTracebacks
+    from unet_grader.plugins.reading import ExplainNotGraded
 
-    return [GetGrades, ClearHiddenTests, ShortenTestTracebacks, CSSHTMLHeaderPreprocessor]
+    return [GetGrades, ClearHiddenTests, ShortenTestTracebacks, ExplainNotGraded, CSSHTMLHeaderPreprocessor]

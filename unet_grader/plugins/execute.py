@@ -1,5 +1,5 @@
 """Sandboxed execution: nbgrader's Execute with the course's sandboxed kernel, bounded output,
-and a kernel that dies costing marks, not the batch."""
+a kernel that dies costing marks, not the batch, and nothing run for a file that was unreadable."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbformat.v4 import new_output
 from nbgrader.preprocessors import Execute, NbGraderPreprocessor
 
+from unet_grader.plugins.reading import METADATA, UNREADABLE
 from unet_grader.plugins.verdicts import VerifierSession, error_output, test_cell_spec
 
 MAX_OUTPUT_BYTES_PER_CELL = 2 * 2**20
@@ -23,6 +24,9 @@ class GuardedExecute(Execute):
       score 0 and the grades are recorded.
     * Output beyond 2 MiB per cell is dropped with a note, so a flood of prints cannot exhaust
       the grader's memory or the disk.
+
+    A submission that could not be read (:mod:`.reading`) stands in as the unanswered release:
+    there is nothing of the student's to run, so no kernel starts; its tests fail saying why.
     """
 
     def __init__(self, *args, **kwargs):
@@ -46,6 +50,10 @@ class GuardedExecute(Execute):
         return await super()._async_handle_timeout(timeout, cell)
 
     def preprocess(self, nb, resources=None, km=None):
+        if (nb.metadata.get(METADATA) or {}).get(UNREADABLE):
+            self.log.warning("Not running the notebook: %s", nb.metadata[METADATA][UNREADABLE])
+            return nb, resources
+        VerifierSession.discard()  # one verifier per notebook: none left over from another student's
         VerifierSession.start()
         started = time.perf_counter()
         try:

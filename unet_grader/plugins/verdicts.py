@@ -4,15 +4,22 @@ The kernel only records models (see :mod:`unet_course.evidence`); a verifier pro
 (:mod:`unet_grader.verifier`), started with the kernel so that it imports TensorFlow meanwhile,
 receives each test cell's records as soon as the cell has run, and ``VerifyRecordedModels``
 leaves each test cell with exactly one verdict.
+
+A verifier that crashes or does not answer within ``UNET_COURSE_VERIFIER_TIMEOUT`` seconds
+(default 900) after the notebook has run is a failure of the grader, not of the student: the
+tests score 0 and the notebook's metadata says what happened (``unet_course.grading_failure``),
+for the course's summary and the student's feedback.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import queue
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -21,6 +28,9 @@ from nbgrader.preprocessors import NbGraderPreprocessor
 
 from unet_course.evidence import EVIDENCE_MIME, failure_message
 from unet_grader.assignment import TEST_CELL
+from unet_grader.plugins.reading import GRADING_FAILURE, METADATA, UNREADABLE
+
+VERIFIER_TIMEOUT_ENV = "UNET_COURSE_VERIFIER_TIMEOUT"
 
 
 def error_output(ename: str, evalue: str):
@@ -43,7 +53,12 @@ def test_cell_spec(cell) -> tuple[str, dict] | None:
 class VerifierSession:
     """The verifier process for one notebook, started before the kernel so that it imports
     TensorFlow meanwhile; each test cell's records are sent as soon as the cell has run, and
-    checked while the kernel goes on (JSON lines in, one verdict object out)."""
+    checked while the kernel goes on (JSON lines in, one verdict object out).
+
+    Nothing here waits on the verifier but :meth:`finish`, and that only for ``timeout`` seconds:
+    records are written and answers read by threads, so a verifier that hangs or dies never
+    blocks the notebook's run.
+    """
 
     current = None
 
@@ -54,6 +69,14 @@ class VerifierSession:
             [*limit, sys.executable, "-m", "unet_grader.verifier"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.sent: dict[str, str] = {}
+        self._lines: queue.SimpleQueue = queue.SimpleQueue()
+        self._stdout: list[str] = []
+        self._stderr: list[str] = []
+        self._threads = [threading.Thread(target=self._write, daemon=True),
+                         threading.Thread(target=self._drain, args=(self.process.stdout, self._stdout), daemon=True),
+                         threading.Thread(target=self._drain, args=(self.process.stderr, self._stderr), daemon=True)]
+        for thread in self._threads:
+            thread.start()
 
     @classmethod
     def start(cls) -> "VerifierSession":
@@ -66,23 +89,68 @@ class VerifierSession:
         session, cls.current = cls.start(), None
         return session
 
+    @classmethod
+    def discard(cls) -> None:
+        """Stop this notebook's verifier, if one was started (nothing to verify)."""
+        if cls.current is not None:
+            cls.current.stop()
+            cls.current = None
+
+    def _write(self) -> None:
+        while (line := self._lines.get()) is not None:
+            try:
+                self.process.stdin.write(line)
+                self.process.stdin.flush()
+            except (OSError, ValueError):
+                return  # the verifier died or was stopped: finish() reports it
+        try:
+            self.process.stdin.close()
+        except (OSError, ValueError):
+            pass
+
+    @staticmethod
+    def _drain(stream, into: list) -> None:
+        try:
+            into.extend(iter(lambda: stream.read(65536), ""))
+        except (OSError, ValueError):
+            pass
+
     def send(self, grade_id: str, spec: dict) -> None:
         line = json.dumps({grade_id: spec})
         if self.sent.get(grade_id) != line:
-            try:
-                self.process.stdin.write(line + "\n")
-                self.process.stdin.flush()
-            except (BrokenPipeError, OSError):
-                pass  # the verifier died: finish() reports it
+            self._lines.put(line + "\n")
             self.sent[grade_id] = line
 
+    def stop(self) -> None:
+        self._lines.put(None)
+        self.process.kill()
+        self.process.wait()
+
     def finish(self, timeout: float = 900) -> tuple[dict | None, str]:
+        """``(verdicts, "")``, or ``(None, what went wrong)`` when the verifier crashed, timed out
+        (``timeout`` seconds after this call) or answered something unreadable."""
+        self._lines.put(None)  # end of input: the verifier answers, then exits
         try:
-            stdout, stderr = self.process.communicate(timeout=timeout)
-            return (json.loads(stdout) if self.process.returncode == 0 else None), stderr
-        except (subprocess.TimeoutExpired, ValueError, OSError):
-            self.process.kill()
-            return None, "timed out"
+            returncode = self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.stop()
+            return None, f"the verifier timed out after {timeout:g} s"
+        for thread in self._threads[1:]:
+            thread.join(30)
+        if returncode != 0:
+            how = f"killed by signal {-returncode}" if returncode < 0 else f"exit code {returncode}"
+            last = ("".join(self._stderr).strip().splitlines() or [""])[-1][:300]
+            return None, f"the verifier crashed ({how}{': ' + last if last else ''})"
+        try:
+            verdicts = json.loads("".join(self._stdout))
+        except ValueError:
+            return None, "the verifier's answer could not be read"
+        return (verdicts, "") if isinstance(verdicts, dict) else (None, "the verifier's answer could not be read")
+
+
+def verifier_timeout() -> float:
+    """Seconds the verifier may still take once the notebook has run (read when grading starts)."""
+    return float(os.environ.get(VERIFIER_TIMEOUT_ENV) or 900)
 
 
 class VerifyRecordedModels(NbGraderPreprocessor):
@@ -91,10 +159,11 @@ class VerifyRecordedModels(NbGraderPreprocessor):
     Runs right after the notebook: collects the models each test cell recorded, removes the
     records from the outputs, runs the verifier in a fresh interpreter with memory and time
     limits, and leaves each test cell with exactly one verdict: a pass line, or one
-    ``GradingFailure`` error listing every problem.
+    ``GradingFailure`` error listing every problem (or saying why nothing could be checked).
     """
 
     def preprocess(self, nb, resources):
+        timeout = verifier_timeout()
         cells, specs, notes = {}, {}, {}
         for cell in nb.cells:
             spec = test_cell_spec(cell)
@@ -107,20 +176,23 @@ class VerifyRecordedModels(NbGraderPreprocessor):
             # test's code from a hook) reaches the feedback.
             cell.outputs = []
             cells[grade_id] = cell
-        session = VerifierSession.take()
-        if not specs:
-            session.process.kill()
+        unreadable = (nb.metadata.get(METADATA) or {}).get(UNREADABLE)
+        if unreadable or not specs:
+            VerifierSession.discard()
+            for cell in cells.values():  # nothing was run: every test fails, saying why
+                cell.outputs.append(error_output("GradingFailure", f"not graded: {unreadable}"))
             return nb, resources
+        session = VerifierSession.take()
         started = time.perf_counter()
         if os.environ.get("UNET_COURSE_KEEP_RECORDS"):  # debugging and benchmarks: what the verifier got
             Path(os.environ["UNET_COURSE_KEEP_RECORDS"]).write_text(json.dumps(specs))
         for grade_id, spec in specs.items():
             session.send(grade_id, spec)  # only what was not sent (or changed) since the cell ran
-        verdicts, stderr = session.finish()
+        verdicts, failure = session.finish(timeout)
         if verdicts is None:
-            detail = (stderr.strip().splitlines() or ["?"])[-1][:300]
-            self.log.error("The verifier failed: %s", detail)
-            verdicts = {grade_id: [f"the grader could not check the recorded models ({detail})"] for grade_id in specs}
+            self.log.error("The grader failed: %s", failure)
+            nb.metadata.setdefault(METADATA, {})[GRADING_FAILURE] = failure
+            verdicts = {grade_id: [f"the grader could not check the recorded models: {failure}"] for grade_id in specs}
         self.log.info("Verified the recorded models outside the kernel; %.1f s after the notebook ended",
                       time.perf_counter() - started)
         for grade_id, cell in cells.items():
