@@ -55,7 +55,7 @@ dependencies = [
 packages = ["{STUDENT_PACKAGE}"]
 
 [tool.setuptools.package-data]
-{STUDENT_PACKAGE} = ["*.json"]
+{STUDENT_PACKAGE} = ["*.json", "weights/*/*"]
 '''
 
 
