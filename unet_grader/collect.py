@@ -168,7 +168,10 @@ def collect_zip(course: Path, zip_path: Path) -> list[str]:
     submitted/ who is in the zip gets the zip's notebook; students not in it are left alone.
     Returns the student ids collected, sorted.
     """
-    course, zip_path = Course(course), Path(zip_path)
+    try:
+        course, zip_path = Course(course), Path(zip_path)
+    except CourseError as error:
+        raise ZipCollectError(str(error)) from None
     plan = read_plan(zip_path)
     archive = course.zip_archive_folder()
     shutil.rmtree(archive, ignore_errors=True)
