@@ -18,10 +18,9 @@ import subprocess
 import sys
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from unet_grader.assignment import ASSIGNMENT, EXERCISES, NOTEBOOK
-from unet_grader.coursedir import Course, CourseError, as_course, nbgrader
+from unet_grader.coursedir import Course, CourseError, as_course, nbgrader, path_with_scripts
 
 
 def student_timeout() -> int:
@@ -34,10 +33,7 @@ def gradebook(course: Course):
     """nbgrader's Gradebook API, without SQLAlchemy's warnings about nbgrader's own queries."""
     from nbgrader.api import Gradebook
 
-    # A new gradebook is migrated by running ``alembic`` from PATH: this environment's scripts first.
-    scripts = str(Path(sys.executable).parent)
-    if scripts not in os.environ.get("PATH", "").split(os.pathsep):
-        os.environ["PATH"] = scripts + os.pathsep + os.environ.get("PATH", "")
+    os.environ["PATH"] = path_with_scripts(os.environ.get("PATH", ""))  # a new gradebook runs alembic
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with Gradebook(as_course(course).db_url()) as book:

@@ -93,13 +93,19 @@ def as_course(course) -> Course:
     return course if isinstance(course, Course) else Course(course)
 
 
+def path_with_scripts(path: str) -> str:
+    """``path`` with this environment's scripts first: nbgrader runs ``alembic`` (gradebook
+    migrations) from PATH, and the course's environment may not be activated."""
+    scripts = str(Path(sys.executable).parent)
+    return path if path.split(os.pathsep)[:1] == [scripts] else scripts + os.pathsep + path
+
+
 def run_nbgrader(course, *args: str, timeout: float | None = None) -> subprocess.CompletedProcess:
     """Run the real nbgrader CLI in a course folder (a CompletedProcess; the caller checks it).
 
     nbgrader runs ``alembic`` (gradebook migrations) from PATH: this environment's scripts go first.
     """
-    scripts = str(Path(sys.executable).parent)
-    env = dict(os.environ, PYTHONWARNINGS="ignore", PATH=scripts + os.pathsep + os.environ.get("PATH", ""))
+    env = dict(os.environ, PYTHONWARNINGS="ignore", PATH=path_with_scripts(os.environ.get("PATH", "")))
     return subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=course, env=env,
                           capture_output=True, text=True, timeout=timeout)
 
