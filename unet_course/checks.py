@@ -30,6 +30,7 @@ import keras  # noqa: E402
 
 from unet_course import evidence  # noqa: E402
 from unet_course.evidence import Case, _lists, _tuples, failure_message  # noqa: E402,F401 - part of this API
+from unet_course.i18n import N_, _, ngettext  # noqa: E402
 
 EXPECTED_LAYERS = Path(__file__).with_name("expected_layers.json")
 PASS_MARK = "\u2713"  # check mark
@@ -114,61 +115,61 @@ def describe(model) -> list[LayerInfo]:
 # Hints belong to the role a layer plays, so a hint is only ever given where it is right: the
 # head's activation is not the transposed convolution's, nor is its initializer the encoder's.
 _CONV = {
-    "filters": "did you pass n_filters?",
-    "kernel_size": "a 3\u00d73 kernel is kernel_size=3",
-    "strides": "a convolution here keeps the default strides=1",
-    "padding": "padding='same' keeps height and width",
-    "activation": "use activation='relu'",
-    "kernel_initializer": "use kernel_initializer='he_normal'",
+    "filters": N_("did you pass n_filters?"),
+    "kernel_size": N_("a 3\u00d73 kernel is kernel_size=3"),
+    "strides": N_("a convolution here keeps the default strides=1"),
+    "padding": N_("padding='same' keeps height and width"),
+    "activation": N_("use activation='relu'"),
+    "kernel_initializer": N_("use kernel_initializer='he_normal'"),
 }
 ROLE_HINTS = {
     "encoder conv": _CONV,
     "decoder conv": _CONV,
-    "final 3\u00d73 conv": dict(_CONV, filters="the extra 3\u00d73 convolution has n_filters filters"),
+    "final 3\u00d73 conv": dict(_CONV, filters=N_("the extra 3\u00d73 convolution has n_filters filters")),
     "transposed conv": {
-        "filters": "did you pass n_filters?",
-        "kernel_size": "the transposed convolution uses a 3\u00d73 kernel (kernel_size=3)",
-        "strides": "the transposed convolution doubles height and width with strides=2",
-        "padding": "padding='same' makes the output exactly twice as high and wide as the input",
-        "activation": "the transposed convolution has no activation: leave activation out",
+        "filters": N_("did you pass n_filters?"),
+        "kernel_size": N_("the transposed convolution uses a 3\u00d73 kernel (kernel_size=3)"),
+        "strides": N_("the transposed convolution doubles height and width with strides=2"),
+        "padding": N_("padding='same' makes the output exactly twice as high and wide as the input"),
+        "activation": N_("the transposed convolution has no activation: leave activation out"),
     },
     "head": {
-        "filters": "the last layer has one filter per class: n_classes",
-        "kernel_size": "the last layer is a 1\u00d71 convolution (kernel_size=1)",
-        "strides": "the last layer keeps the default strides=1",
-        "padding": "padding='same' keeps height and width",
-        "activation": "the last layer outputs logits: give it no activation (the loss uses from_logits=True)",
-        "kernel_initializer": "the last layer keeps Keras' default initializer: leave kernel_initializer out",
+        "filters": N_("the last layer has one filter per class: n_classes"),
+        "kernel_size": N_("the last layer is a 1\u00d71 convolution (kernel_size=1)"),
+        "strides": N_("the last layer keeps the default strides=1"),
+        "padding": N_("padding='same' keeps height and width"),
+        "activation": N_("the last layer outputs logits: give it no activation (the loss uses from_logits=True)"),
+        "kernel_initializer": N_("the last layer keeps Keras' default initializer: leave kernel_initializer out"),
     },
-    "pooling": {"pool_size": "use pool_size=(2, 2), which halves height and width"},
-    "dropout": {"rate": "did you pass dropout_prob?"},
-    "concatenation": {"axis": "concatenate on the channel axis, axis=3"},
+    "pooling": {"pool_size": N_("use pool_size=(2, 2), which halves height and width")},
+    "dropout": {"rate": N_("did you pass dropout_prob?")},
+    "concatenation": {"axis": N_("concatenate on the channel axis, axis=3")},
     "block": {  # unet_model: the layers of the (stand-in) blocks it calls
-        "filters": "each block gets n_filters times its factor (1, 2, 4, 8, 16, then 8, 4, 2, 1)",
-        "rate": "the 4th and 5th encoder blocks use dropout_prob=0.3",
-        "kernel_size": "call the blocks with the arguments the exercise gives",
-        "strides": "call the blocks with the arguments the exercise gives",
+        "filters": N_("each block gets n_filters times its factor (1, 2, 4, 8, 16, then 8, 4, 2, 1)"),
+        "rate": N_("the 4th and 5th encoder blocks use dropout_prob=0.3"),
+        "kernel_size": N_("call the blocks with the arguments the exercise gives"),
+        "strides": N_("call the blocks with the arguments the exercise gives"),
     },
 }
 _MISSING = {
-    "dropout": "add Dropout(dropout_prob) when dropout_prob > 0",
-    "pooling": "pool with MaxPooling2D when max_pooling is True",
-    "encoder conv": "each block has two 3\u00d73 Conv2D layers",
-    "decoder conv": "after the concatenation come two 3\u00d73 Conv2D layers",
-    "transposed conv": "upsample with Conv2DTranspose",
-    "concatenation": "join the upsampled tensor and the skip connection with concatenate",
-    "final 3\u00d73 conv": "a 3\u00d73 Conv2D with n_filters filters comes before the last layer",
-    "head": "the last layer is a 1\u00d71 Conv2D with n_classes filters",
+    "dropout": N_("add Dropout(dropout_prob) when dropout_prob > 0"),
+    "pooling": N_("pool with MaxPooling2D when max_pooling is True"),
+    "encoder conv": N_("each block has two 3\u00d73 Conv2D layers"),
+    "decoder conv": N_("after the concatenation come two 3\u00d73 Conv2D layers"),
+    "transposed conv": N_("upsample with Conv2DTranspose"),
+    "concatenation": N_("join the upsampled tensor and the skip connection with concatenate"),
+    "final 3\u00d73 conv": N_("a 3\u00d73 Conv2D with n_filters filters comes before the last layer"),
+    "head": N_("the last layer is a 1\u00d71 Conv2D with n_classes filters"),
 }
 _MISSING_IN_BLOCKS = {
-    "Dropout": "the 4th and 5th encoder blocks use dropout_prob=0.3",
-    "MaxPooling2D": "four encoder blocks pool; only the 5th has max_pooling=False",
+    "Dropout": N_("the 4th and 5th encoder blocks use dropout_prob=0.3"),
+    "MaxPooling2D": N_("four encoder blocks pool; only the 5th has max_pooling=False"),
 }
 _EXTRA = {
-    ("conv_block", "Dropout"): "add Dropout only when dropout_prob > 0",
-    ("conv_block", "MaxPooling2D"): "pool only when max_pooling is True",
-    ("unet_model", "Dropout"): "only the 4th and 5th encoder blocks use dropout_prob=0.3",
-    ("unet_model", "MaxPooling2D"): "the 5th encoder block is called with max_pooling=False",
+    ("conv_block", "Dropout"): N_("add Dropout only when dropout_prob > 0"),
+    ("conv_block", "MaxPooling2D"): N_("pool only when max_pooling is True"),
+    ("unet_model", "Dropout"): N_("only the 4th and 5th encoder blocks use dropout_prob=0.3"),
+    ("unet_model", "MaxPooling2D"): N_("the 5th encoder block is called with max_pooling=False"),
 }
 _ROLE_BY_KIND = {
     "conv_block": {"Conv2D": "encoder conv", "Dropout": "dropout", "MaxPooling2D": "pooling"},
@@ -185,11 +186,13 @@ def layer_roles(exercise: str, expected: list[LayerInfo]) -> list[str]:
 
 def _field_problem(index: int, actual: LayerInfo, name: str, got, want, role: str) -> str:
     if name == "filters":
-        where = f"layer {index} is {actual.kind} with {got} filters; expected {want}"
+        where = _("layer {index} is {kind} with {got} filters; expected {want}").format(
+            index=index, kind=actual.kind, got=got, want=want)
     else:
-        where = f"layer {index} is {actual.kind} with {name.replace('_', ' ')} {got!r}; expected {want!r}"
+        where = _("layer {index} is {kind} with {setting} {got!r}; expected {want!r}").format(
+            index=index, kind=actual.kind, setting=name.replace("_", " "), got=got, want=want)
     hint = ROLE_HINTS.get(role, {}).get(name, "")
-    return f"{where} \u2014 {hint}" if hint else where
+    return f"{where} \u2014 {_(hint)}" if hint else where
 
 
 def compare_layers(actual: list[LayerInfo], expected: list[LayerInfo], exercise: str) -> list[str]:
@@ -210,15 +213,17 @@ def compare_layers(actual: list[LayerInfo], expected: list[LayerInfo], exercise:
                 kind = actual[i].kind
                 if op == "replace" and i - a0 < e1 - e0:
                     want = expected[e0 + i - a0].kind
-                    problems.append(f"layer {i + 1} is {kind}; expected {want} here")
+                    problems.append(_("layer {index} is {kind}; expected {want} here").format(
+                        index=i + 1, kind=kind, want=want))
                 else:
-                    hint = _EXTRA.get((exercise, kind), "this layer is not part of the block")
-                    problems.append(f"extra layer {i + 1}: {kind} \u2014 {hint}")
+                    hint = _(_EXTRA.get((exercise, kind), N_("this layer is not part of the block")))
+                    problems.append(_("extra layer {index}: {kind}").format(index=i + 1, kind=kind) + f" \u2014 {hint}")
         if op in ("insert", "replace"):
             for j in range(e0 + (a1 - a0 if op == "replace" else 0), e1):
                 kind = expected[j].kind
                 hint = _MISSING_IN_BLOCKS.get(kind, "") if roles[j] == "block" else _MISSING.get(roles[j], "")
-                problems.append(f"missing layer: {kind} (expected as layer {j + 1})" + (f" \u2014 {hint}" if hint else ""))
+                problems.append(_("missing layer: {kind} (expected as layer {index})").format(kind=kind, index=j + 1)
+                                + (f" \u2014 {_(hint)}" if hint else ""))
     return problems
 
 
@@ -229,9 +234,11 @@ def _compare_pair(index: int, actual: LayerInfo, expected: LayerInfo, role: str)
         if got != want:
             problems.append(_field_problem(index, actual, name, got, want, role))
     if actual.output_shape != expected.output_shape:
-        problems.append(f"layer {index} ({actual.kind}) has output shape {actual.output_shape}; expected {expected.output_shape}")
+        problems.append(_("layer {index} ({kind}) has output shape {got}; expected {want}").format(
+            index=index, kind=actual.kind, got=actual.output_shape, want=expected.output_shape))
     if actual.params != expected.params and not problems:
-        problems.append(f"layer {index} ({actual.kind}) has {actual.params:,} parameters; expected {expected.params:,}")
+        problems.append(_("layer {index} ({kind}) has {got:,} parameters; expected {want:,}").format(
+            index=index, kind=actual.kind, got=actual.params, want=expected.params))
     return problems
 
 
@@ -249,9 +256,9 @@ def _call(name: str, function, *args, **kwargs):
         # A None left in a stub shows up in the message; a None batch size inside a shape does not count.
         without_shapes = re.sub(r"\((?:None|\d+)(?:, ?(?:None|\d+))*,?\)", "", message)
         if "None" in without_shapes:
-            return None, (f"{name} is not finished yet: replace every None between ### START CODE HERE and"
-                          f" ### END CODE HERE (it raised {raised})")
-        return None, f"{name} raised {raised}"
+            return None, _("{name} is not finished yet: replace every None between ### START CODE HERE and"
+                           " ### END CODE HERE (it raised {raised})").format(name=name, raised=raised)
+        return None, _("{name} raised {raised}").format(name=name, raised=raised)
 
 
 def _is_tensor(value) -> bool:
@@ -304,10 +311,10 @@ def _build_conv_block(conv_block, case: Case):
     if problem:
         return None, [problem]
     if not isinstance(result, (tuple, list)) or len(result) != 2:
-        return None, ["conv_block must return two tensors: (next_layer, skip_connection)"]
+        return None, [_("conv_block must return two tensors: (next_layer, skip_connection)")]
     if not all(_is_tensor(t) for t in result):
-        return None, ["conv_block must return Keras tensors (the outputs of layers), not "
-                      + ", ".join(type(t).__name__ for t in result)]
+        return None, [_("conv_block must return Keras tensors (the outputs of layers), not {types}").format(
+            types=", ".join(type(t).__name__ for t in result))]
     return keras.Model(inputs, list(result)), []
 
 
@@ -317,11 +324,11 @@ def _build_upsampling_block(upsampling_block, case: Case):
     result, problem = _call("upsampling_block", upsampling_block, expansive, contractive, **case.kwargs)
     if problem:
         if "concatenat" in problem.lower():
-            problem += (" \u2014 the two tensors must agree in height and width: the transposed convolution"
-                        " needs strides=2 and padding='same', and concatenate joins them on axis=3")
+            problem += " \u2014 " + _("the two tensors must agree in height and width: the transposed convolution"
+                                      " needs strides=2 and padding='same', and concatenate joins them on axis=3")
         return None, [problem]
     if not _is_tensor(result):
-        return None, [f"upsampling_block must return one Keras tensor, not {type(result).__name__}"]
+        return None, [_("upsampling_block must return one Keras tensor, not {type}").format(type=type(result).__name__)]
     return keras.Model([expansive, contractive], result), []
 
 
@@ -329,13 +336,13 @@ def _concatenation_hint(problem: str) -> str:
     """Why unet_model's upsampled tensor and skip connection do not fit, from the shapes Keras names."""
     shapes = [tuple(int(d) for d in m.split(",")) for m in re.findall(r"\(None, (\d+, \d+), \d+\)", problem)]
     if len(shapes) == 2 and shapes[1] == tuple(2 * d for d in shapes[0]):
-        return ("the upsampled tensor is half the size of the skip connection: the bottom of the U was pooled"
-                " once too often (the 5th encoder block is called with max_pooling=False)")
+        return _("the upsampled tensor is half the size of the skip connection: the bottom of the U was pooled"
+                 " once too often (the 5th encoder block is called with max_pooling=False)")
     if len(shapes) == 2 and shapes[0] == tuple(2 * d for d in shapes[1]):
-        return ("the skip connection is half the size of the upsampled tensor: pass index 1 of the encoder"
-                " block (its skip connection), not index 0 (its pooled output)")
-    return ("each upsampling block needs the previous block's output and the skip connection (index 1) of the"
-            " encoder block at the same resolution")
+        return _("the skip connection is half the size of the upsampled tensor: pass index 1 of the encoder"
+                 " block (its skip connection), not index 0 (its pooled output)")
+    return _("each upsampling block needs the previous block's output and the skip connection (index 1) of the"
+             " encoder block at the same resolution")
 
 
 def _build_unet_model(unet_model, case: Case):
@@ -346,7 +353,7 @@ def _build_unet_model(unet_model, case: Case):
             problem += " \u2014 " + _concatenation_hint(problem)
         return None, [problem]
     if not isinstance(result, keras.Model):
-        return None, [f"unet_model must return a tf.keras.Model, not {type(result).__name__}"]
+        return None, [_("unet_model must return a tf.keras.Model, not {type}").format(type=type(result).__name__)]
     return result, []
 
 
@@ -358,7 +365,8 @@ def build(exercise: str, function, case: Case):
     """The model ``function`` builds for ``case`` (``unet_model`` with the stand-in blocks), and
     the problems that stopped it (then the model is None)."""
     if not callable(function):
-        return None, [f"{exercise} is not a function (got {type(function).__name__}); run its cell first"]
+        return None, [_("{exercise} is not a function (got {type}); run its cell first").format(
+            exercise=exercise, type=type(function).__name__)]
     keras.backend.clear_session()
     return _BUILDERS[exercise](function, case)
 
@@ -404,12 +412,12 @@ def describe_model(exercise: str, model, probe: bool = False, variants: dict | N
 
 _OUTPUT_NAMES = {"conv_block": ["next_layer", "skip_connection"]}
 _OUTPUT_HINTS = {
-    "next_layer": "next_layer is the pooled tensor (without pooling, the same tensor as the skip connection)",
-    "skip_connection": "the skip connection is the tensor after the Dropout (when there is one) and before the pooling",
-    "output": "return the output of the last layer",
+    "next_layer": N_("next_layer is the pooled tensor (without pooling, the same tensor as the skip connection)"),
+    "skip_connection": N_("the skip connection is the tensor after the Dropout (when there is one) and before the pooling"),
+    "output": N_("return the output of the last layer"),
 }
 VARIANT_HINTS = {  # known wrong wirings that the same-weights probe can name
-    "concatenation order swapped": (
+    "concatenation order swapped": N_(
         "the concatenation order is swapped: concatenate [up, contractive_input], the upsampled tensor first"
         " (the course's convention: both orders are a U-Net, but the weights, and so the grader's same-weights"
         " check, only fit one)"),
@@ -421,23 +429,25 @@ def compare_case(exercise: str, model, expected: dict) -> list[str]:
     expected = _tuples(_lists(expected))
     got_inputs = tuple(_shape(t.shape[1:]) for t in model.inputs)
     if got_inputs != tuple(expected["inputs"]):
-        return [f"the model was built for inputs {list(got_inputs)}; this test uses {list(expected['inputs'])}"]
+        return [_("the model was built for inputs {got}; this test uses {want}").format(
+            got=list(got_inputs), want=list(expected["inputs"]))]
     layers = [LayerInfo(d["kind"], d["output_shape"], d["params"], dict(d["config"])) for d in expected["layers"]]
     actual = describe(model)
     problems = compare_layers(actual, layers, exercise)
     names = _OUTPUT_NAMES.get(exercise, ["output"])
     for name, got, want in zip(names, [_shape(t.shape) for t in model.outputs], expected["outputs"]):
         if got != want:
-            hint = f" \u2014 {_OUTPUT_HINTS[name]}" if name == "skip_connection" else ""
-            problems.append(f"{name} has shape {got}; expected {want}{hint}")
+            hint = f" \u2014 {_(_OUTPUT_HINTS[name])}" if name == "skip_connection" else ""
+            problems.append(_("{name} has shape {got}; expected {want}").format(name=name, got=got, want=want) + hint)
     if problems:
         return problems
     # Follow the graph: the same layers can be wired to return the wrong tensor.
     for name, got, want in zip(names, _producers(model), expected.get("outputs_from", [])):
         if got != want:
-            what = f"layer {got} ({actual[got - 1].kind})" if got else "no layer of the block"
-            problems.append(f"{name} is the output of {what}; expected the output of layer {want}"
-                            f" ({layers[want - 1].kind}) \u2014 {_OUTPUT_HINTS[name]}")
+            what = (_("layer {index} ({kind})").format(index=got, kind=actual[got - 1].kind) if got
+                    else _("no layer of the block"))
+            problems.append(_("{name} is the output of {what}; expected the output of layer {index} ({kind})").format(
+                name=name, what=what, index=want, kind=layers[want - 1].kind) + f" \u2014 {_(_OUTPUT_HINTS[name])}")
     probe = expected.get("probe")
     if probe and not problems:
         import numpy as np
@@ -446,16 +456,17 @@ def compare_case(exercise: str, model, expected: dict) -> list[str]:
         if not all(np.allclose(g, w, atol=2e-4) for g, w in zip(got, probe["outputs"])):
             named = [name for name, outputs in probe["variants"].items()
                      if all(np.allclose(g, w, atol=2e-4) for g, w in zip(got, outputs))]
-            problems.append("with the same weights, your layers compute different outputs from the expected ones"
-                            " \u2014 " + (VARIANT_HINTS[named[0]] if named else
-                                          "check which tensor each layer takes as its input"))
+            problems.append(_("with the same weights, your layers compute different outputs from the expected ones")
+                            + " \u2014 " + (_(VARIANT_HINTS[named[0]]) if named else
+                                            _("check which tensor each layer takes as its input")))
     return problems
 
 
 def report(exercise: str, title: str, problems: list[str]) -> None:
     """One line per configuration; the problems themselves are listed once, by the failure."""
     mark = PASS_MARK if not problems else FAIL_MARK
-    count = f" ({len(problems)} problem{'s' if len(problems) > 1 else ''}, listed below)" if problems else ""
+    count = (" " + ngettext("({count} problem, listed below)", "({count} problems, listed below)",
+                            len(problems)).format(count=len(problems))) if problems else ""
     print(f"{mark} {exercise}: {title}{count}")
 
 
@@ -496,7 +507,9 @@ def record(exercise: str, function, hidden: bool = False) -> None:
         display({evidence.EVIDENCE_MIME: record}, raw=True)
         if model is None:
             break
-    print(f"{exercise}: recorded for grading ({'hidden' if hidden else 'public'} configurations); checked outside this notebook")
+    print((_("{exercise}: recorded for grading (hidden configurations); checked outside this notebook") if hidden else
+           _("{exercise}: recorded for grading (public configurations); checked outside this notebook")
+           ).format(exercise=exercise))
 
 
 def assert_passes(exercise: str, function) -> None:
@@ -504,22 +517,23 @@ def assert_passes(exercise: str, function) -> None:
     if evidence.recording():
         return record(exercise, function)
     if exercise == "unet_model":
-        print("(unet_model is checked with stand-in conv_block and upsampling_block blocks,"
-              " so only its own wiring counts here)")
+        print(_("(unet_model is checked with stand-in conv_block and upsampling_block blocks,"
+                " so only its own wiring counts here)"))
     problems = check_public(exercise, function)
     if problems:
         raise GradingFailure(failure_message(exercise, problems))
-    print("\033[92mAll tests passed\033[0m")
+    print("\033[92m" + _("All tests passed") + "\033[0m")
 
 
 def assert_runs(exercise: str, function) -> None:
     """The visible half of a hidden test cell: the function must at least build its block."""
     if evidence.recording():
         return  # the hidden half records every case; the verdict is given outside the kernel
-    case, _ = public_cases(exercise)[0]
-    _, problems = build(exercise, function, case)
+    case = public_cases(exercise)[0][0]
+    problems = build(exercise, function, case)[1]
     if problems:
-        raise GradingFailure(f"{exercise} must run before the hidden tests can check it: {problems[0]}")
+        raise GradingFailure(_("{exercise} must run before the hidden tests can check it: {problem}").format(
+            exercise=exercise, problem=problems[0]))
 
 
 def assert_passes_hidden(exercise: str, function) -> None:
@@ -533,9 +547,9 @@ def assert_passes_hidden(exercise: str, function) -> None:
     try:
         from unet_grader.verifier import check_function
     except ImportError:
-        print("The hidden tests run when your notebook is graded.")
+        print(_("The hidden tests run when your notebook is graded."))
         return
     problems = check_function(exercise, function, hidden=True)
     if problems:
         raise GradingFailure(failure_message(exercise, problems))
-    print("\033[92mAll hidden checks passed\033[0m")
+    print("\033[92m" + _("All hidden checks passed") + "\033[0m")

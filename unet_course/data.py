@@ -17,12 +17,13 @@ import numpy as np
 import tensorflow as tf
 
 from unet_course.datasets import DatasetInfo
+from unet_course.i18n import N_, _
 
 DEFAULT_IMAGE_SIZE = (96, 128)
 
 # Shown when a data folder is missing, so the reader learns how to get data, not just that it
 # is absent. Keep in step with unet_course.synthetic and data_fetch's command lines.
-GET_DATA_HINT = (
+GET_DATA_HINT = N_(
     "generate the default data with `python -m unet_course.synthetic --out DIR`, or fetch a real "
     "dataset with `python -m data_fetch NAME --dest DIR` (`python -m data_fetch --list` names them)"
 )
@@ -72,10 +73,11 @@ def list_pairs(root: str | os.PathLike, info: DatasetInfo, split: str | None = N
     image_dir, mask_dir = _folders(root, info, split)
     for folder in (image_dir, mask_dir):
         if not folder.is_dir():
-            raise MissingDataError(f"no {folder.name} folder in {root} — {GET_DATA_HINT}.")
+            raise MissingDataError(_("no {folder} folder in {root}").format(folder=folder.name, root=root)
+                                   + f" — {_(GET_DATA_HINT)}.")
     image_names, mask_names = _png_names(image_dir), _png_names(mask_dir)
     if not image_names:
-        raise MissingDataError(f"no PNG images in {image_dir} — {GET_DATA_HINT}.")
+        raise MissingDataError(_("no PNG images in {folder}").format(folder=image_dir) + f" — {_(GET_DATA_HINT)}.")
     problems = []
     if lonely_images := sorted(image_names - mask_names):
         problems.append(_describe(lonely_images, image_dir, "images without a mask"))

@@ -33,8 +33,12 @@ def grading_cases(exercise: str, hidden: bool) -> list[dict]:
 
 def failure_message(exercise: str, problems: list[str]) -> str:
     """The one message a failing test cell shows: every problem, one per line."""
+    from unet_course.i18n import ngettext
+
     count = len(problems)
-    return f"{exercise}: {count} problem{'s' if count > 1 else ''}:\n" + "\n".join(f"  - {p}" for p in problems)
+    head = ngettext("{exercise}: {count} problem:", "{exercise}: {count} problems:", count).format(
+        exercise=exercise, count=count)
+    return head + "\n" + "\n".join(f"  - {p}" for p in problems)
 
 
 @dataclass

@@ -10,6 +10,7 @@
     python -m unet_grader export               # grades.csv (nbgrader export)
     python -m unet_grader bundle dist/student  # what a graded offering hands out: release + student wheel
     python -m unet_grader specs [--check]      # maintainers: the expected-layer specifications
+    python -m unet_grader editions [--check]   # maintainers: the Chinese edition (editions/zh-CN) from i18n/
 
 Every command works on the course folder given by ``--course`` (default: the current folder),
 which must hold ``nbgrader_config.py``. Installed as the ``unet-grader`` command too.
@@ -45,6 +46,9 @@ def _parser() -> argparse.ArgumentParser:
     bundle.add_argument("out", type=Path, nargs="?", default=Path("dist/student"))
     specs = commands.add_parser("specs", help="regenerate unet_course/expected_layers.json from the reference")
     specs.add_argument("--check", action="store_true", help="only check that it is up to date (exit 1 if not)")
+    editions = commands.add_parser("editions", help="generate the translated editions (editions/) from the English"
+                                                    " source and the catalogues in i18n/")
+    editions.add_argument("--check", action="store_true", help="only check that they are up to date (exit 1 if not)")
     return parser
 
 
@@ -63,7 +67,15 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
             print("expected-layer specifications " + ("up to date" if fresh else "written"))
             return 0
+        if args.command == "editions":
+            from unet_grader import editions
+
+            return editions.main(check=args.check)
         course = Course(args.course)
+        if course.language:  # an edition's language (its nbgrader_config.py), unless UNET_COURSE_LANG is set
+            from unet_course.i18n import LANGUAGE_ENV
+
+            os.environ.setdefault(LANGUAGE_ENV, course.language)
         if args.command == "release":
             from unet_grader.release import release
 
@@ -99,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
 
             print(f"grades written to {export(course, args.to.resolve())}")
     except CourseError as error:
-        print(f"error: {error}", file=sys.stderr)
+        from unet_course.i18n import _
+
+        print(_("error: {error}").format(error=error), file=sys.stderr)
         return 1
     return 0

@@ -30,7 +30,18 @@ class Course:
         from nbgrader.coursedir import CourseDirectory
         from traitlets.config.loader import PyFileConfigLoader
 
-        config = PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config()
+        from unet_course.i18n import LANGUAGE_ENV
+
+        before = os.environ.get(LANGUAGE_ENV)
+        try:
+            config = PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config()
+        finally:  # an edition's config names its language in the environment (for nbgrader's own runs):
+            # keep it as this course's language, without changing this process's
+            self.language = os.environ.get(LANGUAGE_ENV) or None
+            if before is None:
+                os.environ.pop(LANGUAGE_ENV, None)
+            else:
+                os.environ[LANGUAGE_ENV] = before
         self.root = root
         self.directory = CourseDirectory(config=config)
         self.directory.root = str(root)

@@ -19,6 +19,8 @@ from tensorflow.keras.layers import (
     concatenate,
 )
 
+from unet_course.i18n import _
+
 
 def conv_block(inputs=None, n_filters=32, dropout_prob=0, max_pooling=True):
     """Two 3x3 ReLU convolutions, optional dropout, optional 2x2 max pooling.
@@ -149,11 +151,11 @@ def wiring_diagnosis(exercise: str, student_model, case) -> str:
     from unet_course import checks
 
     if exercise == "upsampling_block":
-        variant, _ = checks.build(exercise, _swapped_upsampling_block, case)
+        variant = checks.build(exercise, _swapped_upsampling_block, case)[0]
         if variant is not None and outputs_match(student_model, variant):
-            return checks.VARIANT_HINTS["concatenation order swapped"]
-        return "check the wiring: the transposed convolution takes expansive_input, and the first Conv2D takes the concatenation"
+            return _(checks.VARIANT_HINTS["concatenation order swapped"])
+        return _("check the wiring: the transposed convolution takes expansive_input, and the first Conv2D takes the concatenation")
     if exercise == "conv_block":
-        return "check the wiring: the second Conv2D takes the first one's output, and the skip connection is the tensor before pooling"
-    return ("check the wiring: each upsampling block takes the previous block's output and the skip connection of the"
-            " matching encoder block (blocks 4, 3, 2, 1), and the final 1\u00d71 Conv2D takes the extra 3\u00d73 Conv2D's output")
+        return _("check the wiring: the second Conv2D takes the first one's output, and the skip connection is the tensor before pooling")
+    return _("check the wiring: each upsampling block takes the previous block's output and the skip connection of the"
+             " matching encoder block (blocks 4, 3, 2, 1), and the final 1\u00d71 Conv2D takes the extra 3\u00d73 Conv2D's output")

@@ -55,7 +55,7 @@ dependencies = [
 packages = ["{STUDENT_PACKAGE}"]
 
 [tool.setuptools.package-data]
-{STUDENT_PACKAGE} = ["*.json", "weights/*/*"]
+{STUDENT_PACKAGE} = ["*.json", "weights/*/*", "locale/*/LC_MESSAGES/*.mo"]
 '''
 
 

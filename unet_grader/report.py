@@ -8,6 +8,7 @@ import json
 import re
 from pathlib import Path
 
+from unet_course.i18n import _
 from unet_grader.assignment import ASSIGNMENT, EXERCISES, NOTEBOOK, exercise_of
 from unet_grader.batch import StudentResult, gradebook
 from unet_grader.coursedir import Course, CourseError, as_course, nbgrader
@@ -38,7 +39,7 @@ def read_result(course: Course, student: str) -> StudentResult:
             notebook = book.find_submission_notebook(Path(NOTEBOOK).stem, ASSIGNMENT, student)
         except MissingEntry:
             notebook = None
-            failures.append("no grades recorded")
+            failures.append(_("no grades recorded"))
         for grade in notebook.grades if notebook is not None else []:
             exercise = exercise_of(grade.name)
             score, maximum = result.scores.get(exercise, (0.0, 0.0))
@@ -55,17 +56,17 @@ def _autograded_problems(path: Path) -> tuple[str | None, list[str]]:
     """Why the autograded notebook shows no normal grading (None if it does), and what was
     repaired and which tests failed (robust to damage)."""
     if not path.is_file():
-        return "no autograded notebook (the notebook could not be run)", []
+        return _("no autograded notebook (the notebook could not be run)"), []
     try:
         notebook = json.loads(path.read_text())
         notes = notebook.get("metadata", {}).get(METADATA) or {}
-        problems = [f"structure repaired: {repair}" for repair in notes.get("repairs", [])]
+        problems = [_("structure repaired: {repair}").format(repair=repair) for repair in notes.get("repairs", [])]
         not_graded = not_graded_reason(notebook)
         if not_graded:  # every test failed for that one reason: no need to list them
             return str(not_graded), problems
         problems += _failed_tests(notebook.get("cells", []))
     except (ValueError, AttributeError, TypeError, OSError) as error:
-        return f"the autograded notebook could not be read ({type(error).__name__})", []
+        return _("the autograded notebook could not be read ({error})").format(error=type(error).__name__), []
     return None, problems
 
 
@@ -82,14 +83,15 @@ def _failed_tests(cells: list) -> list[str]:
                 message = str(output.get("evalue", "")).splitlines()
                 detail = next((line.strip(" -") for line in message[1:] if line.strip()), message[0] if message else "")
                 detail = re.sub(r"^\[[^\]]*\]\s*", "", detail)  # drop the "[configuration]" prefix
-                test = grade_id.removeprefix("test_").replace("_public", " (public)").replace("_hidden", " (hidden)")
+                test = grade_id.removeprefix("test_").replace("_public", " " + _("(public)")).replace(
+                    "_hidden", " " + _("(hidden)"))
                 problems.append(f"{test}: {detail[:160]}")
     return problems
 
 
 def summary_table(results: list[StudentResult]) -> str:
     """A plain-text table: student, score per exercise, total, first problems found."""
-    header = ["student", *EXERCISES, "total", "problems found"]
+    header = [_("student"), *EXERCISES, _("total"), _("problems found")]
     rows = []
     for r in results:
         cells = [r.student]
@@ -98,7 +100,7 @@ def summary_table(results: list[StudentResult]) -> str:
             cells.append(f"{score:g}/{maximum:g}")
         score, maximum = r.total
         cells.append(f"{score:g}/{maximum:g}")
-        more = f" (+{len(r.problems) - 1} more)" if len(r.problems) > 1 else ""
+        more = " " + _("(+{count} more)").format(count=len(r.problems) - 1) if len(r.problems) > 1 else ""
         cells.append(r.problems[0][:140] + more if r.problems else "-")
         rows.append(cells)
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header) - 1)]
@@ -111,15 +113,23 @@ def summary_table(results: list[StudentResult]) -> str:
 
 
 FEEDBACK_PAGE = """<!DOCTYPE html>
-<html><head><meta charset="utf-8"><title>{assignment}: feedback</title></head>
+<html><head><meta charset="utf-8"><title>{assignment}: {feedback}</title></head>
 <body style="font-family: sans-serif; max-width: 50em; margin: 2em auto">
 <h1>{assignment}: {score:g} / {max_score:g}</h1>
-<p>Your submission could not be graded automatically: {reason}.</p>
-<p>What could not be graded was recorded as 0. Check that you submitted the notebook you worked on (a
-<code>.ipynb</code> file saved from JupyterLab, not renamed or edited by hand) and that it runs from
-top to bottom (Kernel &rarr; Restart Kernel and Run All Cells), then ask your instructor.</p>
+<p>{not_graded}</p>
+<p>{what_to_do}</p>
 </body></html>
 """
+
+
+def feedback_page(score: float, maximum: float, reason: str) -> str:
+    """The feedback page of a submission that could not be graded, in the reader's language."""
+    return FEEDBACK_PAGE.format(
+        assignment=ASSIGNMENT, feedback=_("feedback"), score=score, max_score=maximum,
+        not_graded=_("Your submission could not be graded automatically: {reason}.").format(reason=html.escape(reason)),
+        what_to_do=_("What could not be graded was recorded as 0. Check that you submitted the notebook you worked on (a"
+                     " <code>.ipynb</code> file saved from JupyterLab, not renamed or edited by hand) and that it runs"
+                     " from top to bottom (Kernel &rarr; Restart Kernel and Run All Cells), then ask your instructor."))
 
 
 def feedback(course) -> Path:
@@ -134,13 +144,12 @@ def feedback(course) -> Path:
             result = read_result(course, student)
             score, maximum = result.total
             page.parent.mkdir(parents=True, exist_ok=True)
-            page.write_text(FEEDBACK_PAGE.format(assignment=ASSIGNMENT, score=score, max_score=maximum,
-                                                 reason=html.escape(result.failure or "grading failed")))
+            page.write_text(feedback_page(score, maximum, result.failure or _("grading failed")))
     missing = [student for student in course.submitted_students()
                if course.autograded_notebook(student).is_file() and not course.feedback_page(student).exists()]
     if run.returncode != 0 and missing:
-        raise CourseError(f"nbgrader generate_feedback failed (exit {run.returncode}) for {', '.join(missing)}:\n"
-                          f"{run.stdout[-2000:]}{run.stderr[-3000:]}")
+        raise CourseError(_("nbgrader generate_feedback failed (exit {code}) for {students}:").format(
+            code=run.returncode, students=", ".join(missing)) + f"\n{run.stdout[-2000:]}{run.stderr[-3000:]}")
     return course.root / course.directory.feedback_directory
 
 

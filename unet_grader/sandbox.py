@@ -58,8 +58,9 @@ UNSANDBOXED_WARNING = (
 
 # The only variables a grading kernel gets from the grader's environment, by name (nothing by
 # prefix: a grader's gradebook URL, tokens and passwords must never reach student code).
-PASSED_ENV = ("LANG", "LC_ALL", "TZ", "PYTHONHASHSEED", "TF_CPP_MIN_LOG_LEVEL", "OMP_NUM_THREADS",
-              "NBGRADER_EXECUTION", "UNET_COURSE_SMALL")
+PASSED_ENV = ("LANG", "LC_ALL", "LC_MESSAGES", "LANGUAGE", "TZ", "PYTHONHASHSEED", "TF_CPP_MIN_LOG_LEVEL", "OMP_NUM_THREADS",
+              "NBGRADER_EXECUTION", "UNET_COURSE_SMALL",
+              "UNET_COURSE_LANG")  # the course's language (unet_course.i18n; the Chinese edition sets it)
 
 ETC_FILES = ["ld.so.cache", "ld.so.conf", "ld.so.conf.d", "alternatives", "localtime", "nsswitch.conf",
              "passwd", "group", "ssl", "fonts", "mime.types"]

@@ -23,6 +23,7 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+from unet_course.i18n import _  # noqa: E402
 from unet_grader import assignment, reference  # noqa: E402 - after the log level
 
 ALLOWED_LAYERS = {
@@ -65,7 +66,7 @@ def rebuild(config):
 def _clean(problems) -> list[str]:
     """Student-side problems are untrusted text: keep a few, short, as plain strings."""
     if not isinstance(problems, list):
-        return ["the recorded result is malformed"]
+        return [_("the recorded result is malformed")]
     return [str(p)[:400] for p in problems[:MAX_PROBLEMS]]
 
 
@@ -91,10 +92,10 @@ def case_problems(exercise: str, case, student, hidden: bool) -> list[str]:
     if hidden and case.numeric and not problems:
         match = reference.outputs_match(student, expected)
         if match is False:
-            problems.append("with the same weights, your layers compute different outputs from the reference \u2014 "
-                            + reference.wiring_diagnosis(exercise, student, case))
+            problems.append(_("with the same weights, your layers compute different outputs from the reference")
+                            + " \u2014 " + reference.wiring_diagnosis(exercise, student, case))
         elif match is None:
-            problems.append("could not compare outputs: the layers with weights differ from the reference")
+            problems.append(_("could not compare outputs: the layers with weights differ from the reference"))
     return problems
 
 
@@ -110,11 +111,11 @@ def verdict(kind: str, hidden: bool, records: list) -> list[str]:
     for index, case in enumerate(assignment.cases(kind, hidden)):
         record = by_case.get(index)
         if record is None:
-            problems.append(f"[{case.title}] no model was recorded for this configuration: the test cell did not"
-                            " run to its end (did an earlier error, a deleted function or a replaced helper stop it?)")
+            problems.append(f"[{case.title}] " + _("no model was recorded for this configuration: the test cell did not"
+                            " run to its end (did an earlier error, a deleted function or a replaced helper stop it?)"))
             break
         if record.get("config") is None:
-            problems += [f"[{case.title}] {p}" for p in _clean(record.get("problems")) or ["the block could not be built"]]
+            problems += [f"[{case.title}] {p}" for p in _clean(record.get("problems")) or [_("the block could not be built")]]
             break
         keras.backend.clear_session()
         try:

@@ -22,6 +22,8 @@ from nbconvert.exporters import NotebookExporter
 from nbformat.v4 import new_markdown_cell
 from nbgrader.preprocessors import NbGraderPreprocessor
 
+from unet_course.i18n import N_, _
+
 METADATA = "unet_course"  # the notebook metadata where the course's grading keeps its notes
 UNREADABLE = "unreadable"  # why the submitted file could not be read
 GRADING_FAILURE = "grading_failure"  # why the grader could not grade it (the verifier crashed, ...)
@@ -78,14 +80,14 @@ class ReadSubmission(NotebookExporter):
         return notebook
 
 
-NOT_GRADED_NOTE = """**Your submission could not be graded automatically: {reason}.**
+NOT_GRADED_NOTE = N_("""**Your submission could not be graded automatically: {reason}.**
 
-What could not be graded was recorded as 0. {advice}"""
+What could not be graded was recorded as 0. {advice}""")
 
-UNREADABLE_ADVICE = ("Check that you submitted the notebook you worked on (a `.ipynb` file saved from JupyterLab,"
+UNREADABLE_ADVICE = N_("Check that you submitted the notebook you worked on (a `.ipynb` file saved from JupyterLab,"
                      " not renamed or edited by hand) and that it runs from top to bottom (Kernel &rarr; Restart"
                      " Kernel and Run All Cells), then ask your instructor.")
-GRADER_ADVICE = "This went wrong on the grader's side, not in your work: ask your instructor to grade it again."
+GRADER_ADVICE = N_("This went wrong on the grader's side, not in your work: ask your instructor to grade it again.")
 
 
 class ExplainNotGraded(NbGraderPreprocessor):
@@ -96,6 +98,6 @@ class ExplainNotGraded(NbGraderPreprocessor):
         if reason:
             notes = nb.metadata.get(METADATA) or {}
             advice = UNREADABLE_ADVICE if notes.get(UNREADABLE) else GRADER_ADVICE
-            nb.cells.insert(0, new_markdown_cell(NOT_GRADED_NOTE.format(reason=html.escape(str(reason)[:400]),
-                                                                        advice=advice)))
+            nb.cells.insert(0, new_markdown_cell(_(NOT_GRADED_NOTE).format(reason=html.escape(str(reason)[:400]),
+                                                                           advice=_(advice))))
         return nb, resources

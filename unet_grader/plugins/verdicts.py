@@ -27,6 +27,7 @@ from nbformat.v4 import new_output
 from nbgrader.preprocessors import NbGraderPreprocessor
 
 from unet_course.evidence import EVIDENCE_MIME, failure_message
+from unet_course.i18n import _
 from unet_grader.assignment import TEST_CELL
 from unet_grader.plugins.reading import GRADING_FAILURE, METADATA, UNREADABLE
 
@@ -180,7 +181,7 @@ class VerifyRecordedModels(NbGraderPreprocessor):
         if unreadable or not specs:
             VerifierSession.discard()
             for cell in cells.values():  # nothing was run: every test fails, saying why
-                cell.outputs.append(error_output("GradingFailure", f"not graded: {unreadable}"))
+                cell.outputs.append(error_output("GradingFailure", _("not graded: {reason}").format(reason=unreadable)))
             return nb, resources
         session = VerifierSession.take()
         started = time.perf_counter()
@@ -192,19 +193,19 @@ class VerifyRecordedModels(NbGraderPreprocessor):
         if verdicts is None:
             self.log.error("The grader failed: %s", failure)
             nb.metadata.setdefault(METADATA, {})[GRADING_FAILURE] = failure
-            verdicts = {grade_id: [f"the grader could not check the recorded models: {failure}"] for grade_id in specs}
+            verdicts = {grade_id: [_("the grader could not check the recorded models: {failure}").format(failure=failure)] for grade_id in specs}
         self.log.info("Verified the recorded models outside the kernel; %.1f s after the notebook ended",
                       time.perf_counter() - started)
         for grade_id, cell in cells.items():
-            problems, kind = verdicts.get(grade_id, ["no verdict"]), specs[grade_id]["kind"]
+            problems, kind = verdicts.get(grade_id, [_("no verdict")]), specs[grade_id]["kind"]
             if problems and notes[grade_id]:  # say why nothing was recorded: the kernel was gone
                 problems = notes[grade_id][:1]
             if problems:
                 message = failure_message(kind, problems)
-                cell.outputs.append(new_output("stream", name="stdout", text=f"\u2717 {kind}: checked by the grader\n"))
+                cell.outputs.append(new_output("stream", name="stdout", text="\u2717 " + _("{exercise}: checked by the grader").format(exercise=kind) + "\n"))
                 cell.outputs.append(error_output("GradingFailure", message))
             else:
                 hidden = specs[grade_id]["hidden"]
                 cell.outputs.append(new_output("stream", name="stdout", text=(
-                    "All hidden checks passed\n" if hidden else "All tests passed\n")))
+                    (_("All hidden checks passed") if hidden else _("All tests passed")) + "\n")))
         return nb, resources
