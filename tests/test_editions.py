@@ -189,12 +189,14 @@ def test_the_public_checks_speak_chinese_hints_included(monkeypatch):
 def test_the_same_code_gets_the_same_scores_in_both_editions_with_chinese_feedback(tmp_path):
     from unet_grader.coursedir import copy_course, nbgrader
     from unet_grader.examples import make_submission, write_submission
+    from unet_grader.release import release
     from unet_grader.report import feedback, read_result, summary_table
 
     mistakes = ("no_he_normal", "concat_order")
     results = {}
     for name, origin in (("en", ROOT), ("zh", ZH.folder)):
         course = copy_course(tmp_path / name, origin)
+        release(course)  # the assignment in the course's gradebook (nbgrader generate_assignment)
         release_nb = course / "assignments" / ASSIGNMENT / NOTEBOOK
         source = course / "solutions" / ASSIGNMENT / NOTEBOOK
         write_submission(make_submission(release_nb, source, mistakes=mistakes), course, "student")
