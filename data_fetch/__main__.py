@@ -66,7 +66,9 @@ def main(argv: Sequence[str] | None = None, datasets: Mapping[str, Dataset] | No
             datasets=datasets, registry_file=args.registry, retries=args.retries,
         )
     except DataFetchError as error:
-        print(f"error: {error}", file=sys.stderr)
+        from unet_course.i18n import _
+
+        print(_("error: {error}").format(error=error), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

