@@ -29,6 +29,8 @@ from pathlib import Path, PurePosixPath
 
 from nbgrader.plugins import FileNameCollectorPlugin
 
+from unet_course.i18n import _
+
 from unet_grader.assignment import ASSIGNMENT, NOTEBOOK
 from unet_grader.coursedir import Course, CourseError, run_nbgrader
 
@@ -94,8 +96,8 @@ def _check_member(zip_path: Path, info: zipfile.ZipInfo) -> None:
     name = info.filename
     parts = re.split(r"[\\/]", name)
     if name.startswith(("/", "\\")) or re.match(r"[A-Za-z]:", name) or ".." in parts:
-        raise ZipCollectError(f"{zip_path}: member {name!r} points outside the zip's folder (absolute path or '..'); "
-                              "refusing the whole zip")
+        raise ZipCollectError(_("{zip}: member {name!r} points outside the zip's folder (absolute path or '..');"
+                                " refusing the whole zip").format(zip=zip_path, name=name))
     if any(len(part.encode()) > 255 for part in parts):
         raise ZipCollectError(f"{zip_path}: member {name[:80]!r}... has a name longer than 255 bytes, "
                               "which no file system can create; rename it in the zip")
@@ -108,33 +110,33 @@ def _check_member(zip_path: Path, info: zipfile.ZipInfo) -> None:
 def read_plan(zip_path: Path) -> dict[str, zipfile.ZipInfo]:
     """Check the zip and map each student id to their one notebook in it; nothing is written."""
     if not zip_path.is_file() or not zipfile.is_zipfile(zip_path):
-        raise ZipCollectError(f"{zip_path} is not a zip file (download the submissions as one .zip from the LMS)")
+        raise ZipCollectError(_("{zip} is not a zip file (download the submissions as one .zip from the LMS)").format(zip=zip_path))
     try:
         with zipfile.ZipFile(zip_path) as archive:
             members = archive.infolist()
     except (zipfile.BadZipFile, OSError, ValueError) as error:
-        raise ZipCollectError(f"{zip_path} is not a readable zip file: {error}") from error
+        raise ZipCollectError(_("{zip} is not a readable zip file: {error}").format(zip=zip_path, error=error)) from error
     if not members:
-        raise ZipCollectError(f"{zip_path} is an empty zip")
+        raise ZipCollectError(_("{zip} is an empty zip").format(zip=zip_path))
     for info in members:
         _check_member(zip_path, info)
     total = sum(info.file_size for info in members)
     if total > MAX_UNCOMPRESSED:
-        raise ZipCollectError(f"{zip_path} would unpack to {total:,} bytes (limit {MAX_UNCOMPRESSED:,}): "
-                              "refusing a possible zip bomb")
+        raise ZipCollectError(_("{zip} would unpack to {total:,} bytes (limit {limit:,}): refusing a possible"
+                                " zip bomb").format(zip=zip_path, total=total, limit=MAX_UNCOMPRESSED))
     notebooks = [info for info in members if not info.is_dir() and _is_notebook(info.filename)]
     if not notebooks:
-        raise ZipCollectError(f"{zip_path} holds no .ipynb notebook")
+        raise ZipCollectError(_("{zip} holds no .ipynb notebook").format(zip=zip_path))
     owners: dict[str | None, list[zipfile.ZipInfo]] = {}
     for info in notebooks:
         owners.setdefault(student_of(info.filename), []).append(info)
     if None in owners:
-        raise ZipCollectError(f"{zip_path}: cannot tell whose notebook this is: "
-                              f"{', '.join(i.filename for i in owners[None])} (put it in a folder named after the student)")
+        raise ZipCollectError(_("{zip}: cannot tell whose notebook this is: {files} (put it in a folder named after"
+                                " the student)").format(zip=zip_path, files=", ".join(i.filename for i in owners[None])))
     clashes = {student: infos for student, infos in owners.items() if len(infos) > 1}
     if clashes:
-        raise ZipCollectError(f"{zip_path}: several notebooks map to the same student id; nothing was collected. "
-                              "Keep one per student in the zip:\n" + "\n".join(
+        raise ZipCollectError(_("{zip}: several notebooks map to the same student id; nothing was collected. Keep one"
+                                " per student in the zip:").format(zip=zip_path) + "\n" + "\n".join(
                                   f"  {student}: " + ", ".join(i.filename for i in infos) for student, infos in sorted(clashes.items())))
     nested = [info.filename for info in members if re.search(r"\.(zip|gz|tgz|tar|7z|rar)$", info.filename, re.I)]
     if nested:
@@ -194,7 +196,7 @@ def collect(course: Path, source: Path) -> list[str]:
         return collect_zip(course, source)
     notebooks = sorted(source.glob("*.ipynb"))
     if not notebooks:
-        raise CourseError(f"no .ipynb files in {source}")
+        raise CourseError(_("no .ipynb files in {folder}").format(folder=source))
     course = Course(course)
     for path in notebooks:
         target = course.submitted_notebook(path.stem)

@@ -26,7 +26,9 @@ class Course:
     def __init__(self, root: Path):
         root = Path(root).resolve()
         if not (root / "nbgrader_config.py").is_file():
-            raise CourseError(f"{root} is not a course folder: it has no nbgrader_config.py")
+            from unet_course.i18n import _
+
+            raise CourseError(_("{root} is not a course folder: it has no nbgrader_config.py").format(root=root))
         from nbgrader.coursedir import CourseDirectory
         from traitlets.config.loader import PyFileConfigLoader
 
