@@ -27,7 +27,8 @@ import hostile_cases as hostile
 import pytest
 
 from conftest import ROOT
-from unet_grader import batch
+from unet_grader import batch, cluster
+from unet_grader.cluster import grade_task as cluster_grade_task
 from unet_grader.assignment import ASSIGNMENT
 from unet_grader.batch import autograde, gradebook
 from unet_grader.coursedir import DB_ENV, as_course, copy_course, run_nbgrader
@@ -205,8 +206,8 @@ def failures(released, tmp_path_factory):
             for grade in book.update_or_create_submission(ASSIGNMENT, student).notebooks[0].grades:
                 grade.auto_score = grade.max_score
             book.db.commit()
-        if student == "truncated_autograded":
-            path = as_course(course).autograded_notebook(student)
+        if student == "truncated_autograded":  # in the folder the task grades in (`root`)
+            path = as_course(root).autograded_notebook(student)
             path.parent.mkdir(parents=True)
             text = as_course(course).release_notebook().read_text()
             path.write_text(text[: len(text) // 2])
@@ -283,20 +284,21 @@ def test_the_others_are_graded_and_the_summary_csv_and_feedback_are_complete(fai
 
 # --- a parallel batch on PostgreSQL ----------------------------------------------------------------
 
+def grade_task_bob_falls_over(task):
+    """A grading task that raises on the worker for bob (Dask ships this function by reference:
+    the workers import it from this module, as they import unet_grader's)."""
+    if task.student == "bob":
+        raise RuntimeError("injected: the worker fell over")
+    return cluster_grade_task(task)
+
+
 @slow
 def test_an_exception_inside_a_worker_is_that_students_result(released, tmp_path, postgres_db_url, monkeypatch):
     monkeypatch.setenv(DB_ENV, postgres_db_url)
     course = _fresh(released, tmp_path / "course", "alice", "bob")
     (course / "gradebook.db").unlink()
     release(course)  # the assignment, in the PostgreSQL gradebook
-    real = batch.grade_one
-
-    def grade_one(course_, student):
-        if student == "bob":
-            raise RuntimeError("injected: the worker fell over")
-        return real(course_, student)
-
-    monkeypatch.setattr(batch, "grade_one", grade_one)
+    monkeypatch.setattr(cluster, "grade_task", grade_task_bob_falls_over)
     results = {r.student: r for r in autograde(course, progress=False, workers=2)}
     export(course, course / "grades.csv")
 

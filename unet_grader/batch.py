@@ -1,6 +1,7 @@
 """Autograde a class: every submission gets a grade and a reason, and the batch always finishes.
 
-Each student is graded by the real ``nbgrader autograde`` in its own process (with the course's
+Each submission is one task (:mod:`unet_grader.cluster`: graded here, on a local Dask cluster or
+on a remote one), graded by the real ``nbgrader autograde`` in its own process (with the course's
 plug-ins: unreadable files read as the unanswered assignment, sandbox, repaired structure, verdicts
 outside the kernel). Whatever goes wrong for one student (an unreadable file, a crash, a timeout,
 a locked gradebook, a verifier that failed) becomes recorded zeros with the reason for that
@@ -82,7 +83,7 @@ def record_zeros(course: Course, student: str, reason: str, every_grade: bool = 
         book.db.commit()
 
 
-def _forget_previous_attempt(course: Course, student: str) -> None:
+def forget_previous_attempt(course: Course, student: str) -> None:
     """A regrade starts clean: no earlier reason, autograded notebook or feedback survives it."""
     (course.problems_folder() / f"{student}.json").unlink(missing_ok=True)
     shutil.rmtree(course.autograded_folder(student), ignore_errors=True)
@@ -105,7 +106,7 @@ def grade_one(course: Course, student: str) -> StudentResult:
     from unet_grader.report import read_result
 
     course = as_course(course)
-    _forget_previous_attempt(course, student)
+    forget_previous_attempt(course, student)
     problem = None
     if not course.submitted_notebook(student).is_file():
         problem = f"no {NOTEBOOK} in the submission"
@@ -130,47 +131,51 @@ def grade_one(course: Course, student: str) -> StudentResult:
 
 def grade_safely(course: Course, student: str) -> StudentResult:
     """:func:`grade_one`, and if even that fails (a locked gradebook, a full disk), a result that says why."""
-    from unet_grader.report import read_result
-
     try:
         return grade_one(course, student)
     except Exception as error:  # noqa: BLE001 - one student's failure never stops the batch
-        reason = f"grading failed: {type(error).__name__}: {_first_line(error)}"
-        try:
-            record_zeros(course, student, reason, every_grade=True)
-            return read_result(course, student)
-        except Exception as again:  # noqa: BLE001
-            reason += f" (and the zeros could not be recorded: {type(again).__name__}: {_first_line(again, 120)})"
-        return StudentResult(student, {name: (0.0, 0.0) for name in EXERCISES}, [reason], failure=reason)
+        return _record_failure(course, student, error)
 
 
-def _check_workers(course: Course, workers: int) -> None:
-    if workers > 1 and course.db_url().startswith("sqlite"):
-        raise CourseError(f"--workers {workers} needs a gradebook that several processes can write at once:"
-                          " SQLite cannot. Use a PostgreSQL gradebook (--db postgresql+psycopg2://...) or --workers 1.")
+def _record_failure(course: Course, student: str, error: BaseException) -> StudentResult:
+    """Recorded zeros and the reason for a submission whose grading failed with ``error``."""
+    from unet_grader.report import read_result
+
+    reason = f"grading failed: {type(error).__name__}: {_first_line(error)}"
+    try:
+        record_zeros(course, student, reason, every_grade=True)
+        return read_result(course, student)
+    except Exception as again:  # noqa: BLE001
+        reason += f" (and the zeros could not be recorded: {type(again).__name__}: {_first_line(again, 120)})"
+    return StudentResult(student, {name: (0.0, 0.0) for name in EXERCISES}, [reason], failure=reason)
 
 
 def autograde(course, students: list[str] | None = None, progress: bool = True,
-              workers: int = 1) -> list[StudentResult]:
-    """Autograde every submission, ``workers`` at a time; one failure never stops the batch."""
-    from concurrent.futures import ThreadPoolExecutor, as_completed
+              workers: int = 1, scheduler: str | None = None) -> list[StudentResult]:
+    """Autograde every submission; one failure never stops the batch.
 
+    One task per submission (:mod:`unet_grader.cluster`): graded here one at a time, on a local
+    Dask cluster of ``workers`` processes, or on the Dask cluster at ``scheduler``
+    (``tcp://host:port``), whose workers write to the shared gradebook.
+    """
     from tqdm.auto import tqdm
 
-    from unet_grader import sandbox
+    from unet_grader import cluster, sandbox
 
     course = as_course(course)
-    _check_workers(course, workers)
+    if reason := cluster.needs_shared_gradebook(course, workers, scheduler):
+        raise CourseError(reason)
     students = students or course.submitted_students()
     if not students:
         raise CourseError(f"no submissions in {course.root / course.directory.submitted_directory}"
                           " (run `collect` or `examples` first)")
-    try:
-        if not sandbox.active():
-            reason = sandbox.unavailable_reason() or f"{sandbox.SANDBOX_ENV}=off"
-            print(sandbox.UNSANDBOXED_WARNING.format(reason=reason), file=sys.stderr)
-    except sandbox.SandboxUnavailable as error:
-        raise CourseError(str(error)) from None
+    if not scheduler:  # a remote cluster's machines have their own sandbox (or say why not in each result)
+        try:
+            if not sandbox.active():
+                reason = sandbox.unavailable_reason() or f"{sandbox.SANDBOX_ENV}=off"
+                print(sandbox.UNSANDBOXED_WARNING.format(reason=reason), file=sys.stderr)
+        except sandbox.SandboxUnavailable as error:
+            raise CourseError(str(error)) from None
     from nbgrader.api import MissingEntry
 
     with gradebook(course) as book:  # students first, so parallel workers never race to create them
@@ -181,16 +186,16 @@ def autograde(course, students: list[str] | None = None, progress: bool = True,
                               " run `python -m unet_grader release` first") from None
         for student in students:
             book.update_or_create_student(student)
+    shared = cluster.course_files(course)
+    tasks = [cluster.make_task(course, student, shared) for student in students]
     results = {}
-    with tqdm(total=len(students), desc="autograding", unit="submission", disable=not progress) as bar, \
-            ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        futures = {pool.submit(grade_safely, course, student): student for student in students}
-        for future in as_completed(futures):
-            student = futures[future]
-            try:
-                results[student] = future.result()
-            except BaseException as error:  # noqa: BLE001 - e.g. a worker thread that could not start
-                reason = f"grading failed: {type(error).__name__}: {_first_line(error)}"
-                results[student] = StudentResult(student, {}, [reason], failure=reason)
+    with tqdm(total=len(students), desc="autograding", unit="submission", disable=not progress) as bar:
+        for student, outcome in cluster.run(tasks, workers=workers, scheduler=scheduler):
+            if isinstance(outcome, cluster.GradedSubmission):
+                cluster.keep_graded(course, student, outcome)
+                results[student] = outcome.result
+            else:  # the task itself failed (e.g. its workers kept dying): zeros and the reason, here
+                forget_previous_attempt(course, student)
+                results[student] = _record_failure(course, student, outcome)
             bar.update()
     return [results[student] for student in students]

@@ -6,6 +6,7 @@
     python -m unet_grader collect FILE.zip     # an LMS download, through nbgrader zip_collect
     python -m unet_grader autograde            # every submission, with a progress bar and a summary
     python -m unet_grader --db URL autograde --workers 2   # shared PostgreSQL gradebook, in parallel
+    python -m unet_grader --db URL autograde --scheduler tcp://HOST:8786   # on a Dask cluster
     python -m unet_grader feedback             # nbgrader generate_feedback (hidden tests removed)
     python -m unet_grader export               # grades.csv (nbgrader export)
     python -m unet_grader bundle dist/student  # what a graded offering hands out: release + student wheel
@@ -38,7 +39,11 @@ def _parser() -> argparse.ArgumentParser:
     grade = commands.add_parser("autograde", help="autograde submissions and print a summary")
     grade.add_argument("--student", action="append", help="only these students (repeatable)")
     grade.add_argument("--workers", type=int, default=1,
-                       help="submissions graded at once (each needs ~1 core and ~1.5 GB; needs a PostgreSQL --db)")
+                       help="submissions graded at once on a local Dask cluster (each needs ~1 core and ~1.5 GB;"
+                            " needs a PostgreSQL --db)")
+    grade.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+                       help="grade on this Dask cluster: one task per submission; its workers need the course"
+                            " installed and the PostgreSQL --db reachable, no shared folder")
     commands.add_parser("feedback", help="generate feedback HTML for every graded submission")
     export = commands.add_parser("export", help="export grades to CSV")
     export.add_argument("--to", type=Path, default=Path("grades.csv"))
@@ -101,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
             from unet_grader.batch import autograde
             from unet_grader.report import summary_table
 
-            print(summary_table(autograde(course, args.student, workers=args.workers)))
+            print(summary_table(autograde(course, args.student, workers=args.workers, scheduler=args.scheduler)))
         elif args.command == "feedback":
             from unet_grader.report import feedback
 

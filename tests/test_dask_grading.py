@@ -1,0 +1,218 @@
+"""Grading on a real Dask cluster: a scheduler and two worker processes over TCP on 127.0.0.1.
+
+The workers get one task per submission (the submission travels with the task: no shared folder)
+and write to a real PostgreSQL gradebook. Their grades must equal sequential grading into SQLite,
+and a worker killed in the middle of a submission must cost nothing: its submission is graded by
+the other worker, every student has one submission row and one row per grade cell.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import hostile_cases as hostile
+import pytest
+
+from conftest import ROOT
+from pg_server import fresh_database
+from unet_grader.assignment import ASSIGNMENT, NOTEBOOK
+from unet_grader.batch import autograde, gradebook
+from unet_grader.coursedir import DB_ENV, copy_course
+from unet_grader.examples import make_submission, write_submission
+from unet_grader.release import release
+
+pytestmark = pytest.mark.slow
+
+STUDENTS = {  # student: (solved exercises, mistakes)
+    "d1_solution": (("conv_block", "upsampling_block", "unet_model"), ()),
+    "d2_partial": (("conv_block", "upsampling_block"), ()),
+    "d3_concat_order": (("conv_block", "upsampling_block", "unet_model"), ("concat_order",)),
+    "d4_empty": ((), ()),
+}
+HOSTILE = {"d5_os_exit": "os_exit", "d6_corrupted": "corrupted_json"}
+
+
+def _course(where):
+    """A released course with the submissions, in the gradebook ${UNET_COURSE_DB_URL} names (else SQLite)."""
+    course = copy_course(where, ROOT)
+    release(course)
+    release_nb, source = course / "assignments" / ASSIGNMENT / NOTEBOOK, course / "solutions" / ASSIGNMENT / NOTEBOOK
+    for student, (solved, mistakes) in STUDENTS.items():
+        write_submission(make_submission(release_nb, source, solved, mistakes), course, student)
+    for student, case in HOSTILE.items():
+        hostile.write_case(course, student, hostile.CASES[case])
+    return course
+
+
+def _grades(course):
+    with gradebook(course) as book:
+        return {s.student.id: {g.name: g.score for n in s.notebooks for g in n.grades}
+                for s in book.assignment_submissions(ASSIGNMENT)}
+
+
+def _rows(db_url):
+    """(student, submissions, grade rows) per student, and grades with no score at all."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(db_url)
+    with engine.connect() as connection:
+        per_student = connection.execute(text(
+            "select s.student_id, count(distinct s.id), count(g.id) from submitted_assignment s"
+            " join submitted_notebook n on n.assignment_id = s.id join grade g on g.notebook_id = n.id"
+            " group by s.student_id")).all()
+        nulls = connection.execute(text("select count(*) from grade where auto_score is null"
+                                        " and manual_score is null")).scalar()
+    engine.dispose()
+    return sorted(tuple(row) for row in per_student), nulls
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class DaskCluster:
+    """``dask scheduler`` and ``dask worker`` processes (each in its own process group)."""
+
+    def __init__(self, workdir, n_workers=2):
+        self.address = f"tcp://127.0.0.1:{_free_port()}"
+        self.processes, self.workers = [], {}
+        self.logs = workdir
+        port = self.address.rsplit(":", 1)[1]
+        self._start("scheduler", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", port,
+                    "--no-dashboard")
+        for i in range(n_workers):
+            name = f"w{i + 1}"
+            self.workers[name] = self._start(
+                name, "distributed.cli.dask_worker", self.address, "--name", name, "--nthreads", "1",
+                "--nworkers", "1", "--host", "127.0.0.1", "--no-dashboard", "--local-directory", str(workdir / name))
+        from distributed import Client
+
+        self.client = Client(self.address, timeout="60s")
+        self.client.wait_for_workers(n_workers, timeout=120)
+
+    def _start(self, name, module, *args):
+        log = open(self.logs / f"{name}.log", "w")
+        process = subprocess.Popen([sys.executable, "-m", module, *args], stdout=log, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL, start_new_session=True)
+        self.processes.append(process)
+        return process
+
+    def worker_of(self, name):
+        """The scheduler's address of the worker called ``name``."""
+        for address, info in self.client.scheduler_info(n_workers=-1)["workers"].items():
+            if info.get("name") == name:
+                return address
+        return None
+
+    def kill(self, name):
+        """SIGKILL the worker and its nanny (the whole group), as a lost machine would vanish."""
+        os.killpg(self.workers[name].pid, signal.SIGKILL)
+
+    def close(self):
+        try:
+            self.client.close()
+        except Exception:  # noqa: BLE001 - the cluster may be half dead by design
+            pass
+        for process in reversed(self.processes):
+            try:
+                os.killpg(process.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                continue
+        for process in self.processes:
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+@pytest.fixture(scope="module")
+def sequential(tmp_path_factory):
+    """Every submission graded one at a time into SQLite: the grades to reproduce."""
+    course = _course(tmp_path_factory.mktemp("sequential") / "course")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv(DB_ENV, raising=False)
+        autograde(course, progress=False)
+        return _grades(course)
+
+
+@pytest.fixture
+def dask_cluster(tmp_path):
+    cluster = DaskCluster(tmp_path)
+    try:
+        yield cluster
+    finally:
+        cluster.close()
+
+
+def test_a_dask_cluster_gives_the_sequential_sqlite_grades(sequential, dask_cluster, postgres_url, tmp_path,
+                                                             monkeypatch):
+    from distributed import get_task_stream
+
+    with fresh_database(postgres_url) as db_url:
+        monkeypatch.setenv(DB_ENV, db_url)
+        course = _course(tmp_path / "course")
+        with get_task_stream(client=dask_cluster.client) as stream:
+            results = {r.student: r for r in autograde(course, progress=False, scheduler=dask_cluster.address)}
+        assert _grades(course) == sequential
+        rows, nulls = _rows(db_url)
+    cells = len(next(iter(sequential.values())))
+    assert rows == sorted((student, 1, cells) for student in sequential) and nulls == 0
+    assert results["d1_solution"].total == (100.0, 100.0) and results["d4_empty"].total[0] == 0
+    assert results["d6_corrupted"].failure  # unreadable: graded as unanswered, with the reason
+    # What the workers made came back to the instructor's course (feedback is generated from it).
+    from unet_grader.coursedir import as_course
+
+    for student in STUDENTS:
+        assert as_course(course).autograded_notebook(student).is_file(), student
+    # One task per submission, spread over both workers (the submissions travelled with them).
+    assert len(stream.data) == len(sequential)
+    assert {task["worker"] for task in stream.data} == {dask_cluster.worker_of("w1"), dask_cluster.worker_of("w2")}
+
+
+def test_a_worker_killed_mid_submission_loses_nothing_and_doubles_nothing(sequential, dask_cluster, postgres_url,
+                                                                           tmp_path, monkeypatch):
+    with fresh_database(postgres_url) as db_url:
+        monkeypatch.setenv(DB_ENV, db_url)
+        course = _course(tmp_path / "course")
+        outcome = {}
+
+        def grade():
+            outcome["results"] = autograde(course, progress=False, scheduler=dask_cluster.address)
+
+        grader = threading.Thread(target=grade)
+        grader.start()
+        victim = dask_cluster.worker_of("w1")
+        killed_while = None
+        deadline = time.monotonic() + 300
+        while grader.is_alive() and time.monotonic() < deadline and killed_while is None:
+            busy = dask_cluster.client.processing(workers=[victim]).get(victim, ())
+            if busy:
+                time.sleep(4)  # well into its submission: kernel started, nbgrader writing grades
+                busy_now = dask_cluster.client.processing(workers=[victim]).get(victim, ())
+                if busy_now:
+                    killed_while = list(busy_now)
+                    dask_cluster.kill("w1")
+            time.sleep(0.2)
+        grader.join(timeout=600)
+        assert not grader.is_alive(), "grading did not finish after a worker died"
+        assert killed_while, "the test never caught worker w1 in the middle of a submission"
+        results = {r.student: r for r in outcome["results"]}
+        grades = _grades(course)
+        rows, nulls = _rows(db_url)
+
+    assert sorted(results) == sorted(sequential)
+    assert grades == sequential  # the killed worker's submission was graded again, elsewhere, the same
+    cells = len(next(iter(sequential.values())))
+    assert rows == sorted((student, 1, cells) for student in sequential), "a submission lost or graded twice"
+    assert nulls == 0
+    killed_student = killed_while[0].split("-")[1]
+    assert results[killed_student].failure is None or killed_student in HOSTILE, results[killed_student].problems

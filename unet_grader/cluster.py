@@ -1,0 +1,188 @@
+"""Grading as tasks: one task per submission, run here, on a local Dask cluster, or on any Dask cluster.
+
+A :class:`GradingTask` carries everything a grading machine needs and nothing it may not see:
+the course's configuration and source folder, one student's submitted files, and the gradebook
+URL. :func:`grade_task` (which runs on the worker) builds a throw-away course folder from it,
+grades with :func:`unet_grader.batch.grade_safely` (the real ``nbgrader autograde`` in the
+sandbox) straight into the shared gradebook, and returns the result and the autograded files.
+So workers need the course installed and a route to the gradebook, not a shared filesystem.
+
+Nothing is graded twice into the gradebook: nbgrader keeps one submission row per student and
+one grade row per grade cell, so a task that Dask re-runs elsewhere (its worker died mid-task)
+overwrites the unfinished attempt instead of adding a second one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from unet_grader.assignment import NOTEBOOK
+from unet_grader.coursedir import DB_ENV, Course, CourseError
+
+# The files of a submission that travel with its task: what nbgrader autograde reads (anything
+# else a student put in the folder plays no part in the grade).
+SUBMITTED_FILES = (NOTEBOOK, "timestamp.txt")
+
+
+@dataclass
+class GradingTask:
+    """One submission to grade, self-contained (it pickles: this is what a Dask worker receives)."""
+
+    student: str
+    submission: dict[str, bytes]  # file name -> content, the student's submitted folder
+    course_files: dict[str, bytes]  # path relative to the course root -> content (config and source)
+    db_url: str
+    timeout: int
+
+
+@dataclass
+class GradedSubmission:
+    """What a grading machine sends back: the result and the files the instructor's course keeps."""
+
+    result: object  # a unet_grader.batch.StudentResult
+    autograded: dict[str, bytes]  # the autograded folder, file name -> content
+    problem: bytes | None  # the recorded reason (grading-problems/<student>.json), if any
+
+
+def course_files(course: Course) -> dict[str, bytes]:
+    """The course's nbgrader configuration and the assignment's source folder, by relative path."""
+    files = {"nbgrader_config.py": (course.root / "nbgrader_config.py").read_bytes()}
+    source = course.source_notebook().parent
+    for path in sorted(source.rglob("*")):
+        if path.is_file() and ".ipynb_checkpoints" not in path.parts:
+            files[str(path.relative_to(course.root))] = path.read_bytes()
+    return files
+
+
+def make_task(course: Course, student: str, shared: dict[str, bytes] | None = None) -> GradingTask:
+    """The task of one student's submission (``shared``: :func:`course_files`, read once per batch)."""
+    from unet_grader.batch import student_timeout
+
+    folder = course.submitted_folder(student)
+    submission = {name: (folder / name).read_bytes() for name in SUBMITTED_FILES if (folder / name).is_file()}
+    return GradingTask(student, submission, shared if shared is not None else course_files(course),
+                       course.db_url(), student_timeout())
+
+
+_ENV_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _gradebook_env(db_url: str) -> Iterator[None]:
+    """The task's gradebook for every nbgrader command started meanwhile (nbgrader_config.py reads it)."""
+    with _ENV_LOCK:
+        before = os.environ.get(DB_ENV)
+        os.environ[DB_ENV] = db_url
+        try:
+            yield
+        finally:
+            if before is None:
+                os.environ.pop(DB_ENV, None)
+            else:
+                os.environ[DB_ENV] = before
+
+
+def _write_files(root: Path, files: dict[str, bytes]) -> None:
+    for relative, content in files.items():
+        target = (root / relative).resolve()
+        if root.resolve() not in target.parents:
+            raise CourseError(f"refusing to write {relative!r} outside the grading folder")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(content)
+
+
+def grade_task(task: GradingTask) -> GradedSubmission:
+    """Grade one submission in a throw-away course folder (this runs on the grading machine)."""
+    from unet_grader import batch
+
+    with tempfile.TemporaryDirectory(prefix=f"unet-grade-{task.student}-") as tmp:
+        root = Path(tmp)
+        _write_files(root, task.course_files)
+        course = Course(root)
+        _write_files(course.submitted_folder(task.student), task.submission)
+        with _gradebook_env(task.db_url):
+            previous = os.environ.get("UNET_COURSE_STUDENT_TIMEOUT")
+            os.environ["UNET_COURSE_STUDENT_TIMEOUT"] = str(task.timeout)
+            try:
+                result = batch.grade_safely(course, task.student)
+            finally:
+                if previous is None:
+                    os.environ.pop("UNET_COURSE_STUDENT_TIMEOUT", None)
+                else:
+                    os.environ["UNET_COURSE_STUDENT_TIMEOUT"] = previous
+        autograded_folder = course.autograded_folder(task.student)
+        autograded = {str(p.relative_to(autograded_folder)): p.read_bytes()
+                      for p in sorted(autograded_folder.rglob("*")) if p.is_file()} if autograded_folder.is_dir() else {}
+        problem_file = course.problems_folder() / f"{task.student}.json"
+        problem = problem_file.read_bytes() if problem_file.is_file() else None
+    return GradedSubmission(result, autograded, problem)
+
+
+def keep_graded(course: Course, student: str, graded: GradedSubmission) -> None:
+    """Put a worker's autograded files and recorded reason into the instructor's course (replacing
+    the previous attempt's), where ``feedback`` and ``export`` find them."""
+    from unet_grader.batch import forget_previous_attempt
+
+    forget_previous_attempt(course, student)
+    _write_files(course.autograded_folder(student), graded.autograded)
+    if graded.problem is not None:
+        course.problems_folder().mkdir(exist_ok=True)
+        (course.problems_folder() / f"{student}.json").write_bytes(graded.problem)
+
+
+def needs_shared_gradebook(course: Course, workers: int, scheduler: str | None) -> str | None:
+    """Why this gradebook cannot take this many writers (None when it can)."""
+    if not course.db_url().startswith("sqlite"):
+        return None
+    if scheduler:
+        return ("--scheduler sends submissions to other machines, which cannot write this course's SQLite file:"
+                " use a PostgreSQL gradebook (--db postgresql+psycopg2://...) that the workers can reach.")
+    if workers > 1:
+        return (f"--workers {workers} needs a gradebook that several processes can write at once: SQLite cannot."
+                " Use a PostgreSQL gradebook (--db postgresql+psycopg2://...) or --workers 1.")
+    return None
+
+
+def run(tasks: list[GradingTask], workers: int = 1, scheduler: str | None = None) -> Iterator[tuple[str, object]]:
+    """Grade ``tasks``, yielding ``(student, GradedSubmission or the exception)`` as each finishes.
+
+    ``scheduler`` (``tcp://host:port``): on that Dask cluster; ``workers`` > 1: on a local Dask
+    cluster of that many one-thread worker processes; otherwise one after the other, here.
+    """
+    if not scheduler and workers <= 1:
+        for task in tasks:
+            try:
+                yield task.student, grade_task(task)
+            except Exception as error:  # noqa: BLE001 - reported per student by the caller
+                yield task.student, error
+        return
+    import logging
+    import uuid
+
+    from distributed import Client, LocalCluster, as_completed
+
+    batch_id = uuid.uuid4().hex[:8]
+    with contextlib.ExitStack() as stack:
+        if scheduler:
+            client = stack.enter_context(Client(scheduler, timeout="30s"))
+        else:
+            cluster = stack.enter_context(LocalCluster(
+                n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                dashboard_address=None, silence_logs=logging.ERROR))
+            client = stack.enter_context(Client(cluster))
+        futures = {client.submit(grade_task, task, key=f"grade-{task.student}-{batch_id}", pure=False): task.student
+                   for task in tasks}
+        for future in as_completed(futures):
+            student = futures[future]
+            try:
+                yield student, future.result()
+            except Exception as error:  # noqa: BLE001 - e.g. KilledWorker after repeated worker deaths
+                yield student, error
+            finally:
+                future.release()
