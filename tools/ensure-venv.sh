@@ -18,6 +18,22 @@ find_python() {
   return 1
 }
 
+# configurable-http-proxy (npm), the proxy of the JupyterHub that tests/test_hub.py starts: pinned in
+# tools/hub/package-lock.json, installed with its own stamp so an up-to-date .venv does not skip it.
+# Without npm the hub test skips (and fails under CI) with the reason.
+HUB_TOOLS=tools/hub
+HUB_STAMP=$HUB_TOOLS/node_modules/.installed
+if command -v npm >/dev/null 2>&1; then
+  if [ ! -f "$HUB_STAMP" ] || [ "$HUB_TOOLS/package-lock.json" -nt "$HUB_STAMP" ]; then
+    echo "Installing configurable-http-proxy into $HUB_TOOLS/node_modules (npm ci) ..."
+    if npm ci --prefix "$HUB_TOOLS" --no-audit --no-fund --loglevel=error >/dev/null; then
+      touch "$HUB_STAMP"
+    else
+      echo "warning: npm ci in $HUB_TOOLS failed: the JupyterHub test (tests/test_hub.py) will not run." >&2
+    fi
+  fi
+fi
+
 if [ -x "$VENV/bin/python" ] && [ -f "$STAMP" ] && [ "$STAMP" -nt pyproject.toml ]; then
   exit 0  # up to date
 fi
