@@ -57,8 +57,19 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     """JupyterLab serving a folder with a solved copy of the release notebook."""
-    root = tmp_path_factory.mktemp("lab")
-    solved = make_submission(RELEASE_NOTEBOOK, SOURCE_NOTEBOOK)
+    yield from _serve_solved(tmp_path_factory.mktemp("lab"), RELEASE_NOTEBOOK, SOURCE_NOTEBOOK)
+
+
+@pytest.fixture(scope="module")
+def lab_zh(tmp_path_factory):
+    """The same, with the Simplified Chinese edition's release (editions/zh-CN)."""
+    edition = ROOT / "editions" / "zh-CN"
+    yield from _serve_solved(tmp_path_factory.mktemp("lab_zh"),
+                             edition / RELEASE_NOTEBOOK.relative_to(ROOT), edition / SOURCE_NOTEBOOK.relative_to(ROOT))
+
+
+def _serve_solved(root, release_notebook, source_notebook):
+    solved = make_submission(release_notebook, source_notebook)
     nbformat.write(solved, str(root / "unet_segmentation.ipynb"))
     port = _free_port()
     env = dict(os.environ, UNET_COURSE_SMALL="1", JUPYTER_CONFIG_DIR=str(root / ".jupyter"),
@@ -163,3 +174,25 @@ def test_solved_assignment_runs_shows_plots_and_widget_and_validates(lab, page):
     if news.count():
         news.first.click()
     explorer.scroll_into_view_if_needed()
+
+
+def test_chinese_release_runs_in_chinese_and_validates(lab_zh, page):
+    """The Chinese edition's release, solved: it runs, its checks speak Chinese, Validate passes."""
+    url, _ = lab_zh
+    page.goto(f"{url}/lab/tree/unet_segmentation.ipynb?token={TOKEN}")
+    _run_all_and_wait(page)
+
+    errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']",
+                          has_text="Traceback")
+    assert errors.count() == 0, errors.first.inner_text()[:2000]
+    assert page.get_by_text("用 U-Net 做语义分割").count() >= 1  # the teaching text
+    assert page.get_by_text("全部测试通过").count() >= 3  # the checks' messages (unet_course.i18n)
+    assert page.get_by_text("All tests passed").count() == 0
+
+    page.keyboard.press("Control+s")
+    time.sleep(2)
+    page.locator(".validate-button").first.click()
+    dialog = page.locator(".jp-Dialog")
+    dialog.wait_for(timeout=300_000)
+    page.locator(".jp-Dialog-content", has_text="Success").wait_for(timeout=300_000)
+    assert "passes all the tests" in dialog.inner_text()
