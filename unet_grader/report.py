@@ -89,6 +89,13 @@ def _failed_tests(cells: list) -> list[str]:
     return problems
 
 
+def _width(text: str) -> int:
+    """Columns ``text`` takes in a terminal: Chinese characters (the Chinese edition's headers) take two."""
+    import unicodedata
+
+    return sum(2 if unicodedata.east_asian_width(char) in "WF" else 1 for char in text)
+
+
 def summary_table(results: list[StudentResult]) -> str:
     """A plain-text table: student, score per exercise, total, first problems found."""
     header = [_("student"), *EXERCISES, _("total"), _("problems found")]
@@ -103,10 +110,11 @@ def summary_table(results: list[StudentResult]) -> str:
         more = " " + _("(+{count} more)").format(count=len(r.problems) - 1) if len(r.problems) > 1 else ""
         cells.append(r.problems[0][:140] + more if r.problems else "-")
         rows.append(cells)
-    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header) - 1)]
+    widths = [max(_width(str(row[i])) for row in [header, *rows]) for i in range(len(header) - 1)]
     lines = []
     for row in [header, *rows]:
-        lines.append("  ".join(str(value).ljust(width) for value, width in zip(row, widths)) + "  " + row[-1])
+        lines.append("  ".join(str(value) + " " * (width - _width(str(value))) for value, width in zip(row, widths))
+                     + "  " + row[-1])
         if row is header:
             lines.append("-" * min(140, sum(widths) + 2 * len(widths) + 14))
     return "\n".join(lines)
