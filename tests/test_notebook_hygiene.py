@@ -11,7 +11,8 @@ import pytest
 from conftest import ROOT
 
 NOTEBOOKS = sorted((ROOT / "solutions").glob("*/*.ipynb")) + sorted((ROOT / "assignments").glob("*/*.ipynb")) + sorted(
-    (ROOT / "notebooks").glob("*/*.ipynb"))
+    (ROOT / "notebooks").glob("*/*.ipynb")) + sorted((ROOT / "editions").glob("*/*/*/*.ipynb"))  # editions/<lang>/...
+RELEASES = sorted((ROOT / "assignments").glob("*/*.ipynb")) + sorted((ROOT / "editions").glob("*/assignments/*/*.ipynb"))
 LOCAL_PATH = re.compile(r"(/work/|/home/|/root/|/tmp/|/Users/|[A-Z]:\\\\Users)")
 SECRET = re.compile(r"(token=[0-9a-f]{16,}|api[_-]?key|password\s*=)", re.IGNORECASE)
 MAX_IMAGE_BYTES = 300_000
@@ -42,7 +43,7 @@ def test_notebook_is_clean(path):
         assert "execution" not in cell.get("metadata", {}), "execution timestamps: use `make notebooks`"
 
 
-@pytest.mark.parametrize("path", sorted((ROOT / "assignments").glob("*/*.ipynb")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", RELEASES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_release_has_no_outputs(path):
     notebook = json.loads(path.read_text())
     assert all(not cell.get("outputs") for cell in notebook["cells"] if cell["cell_type"] == "code")
