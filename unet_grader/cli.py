@@ -88,8 +88,9 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "bundle":
             from unet_grader.release import build_bundle
 
-            if course.root != REPOSITORY:
-                raise CourseError("bundle builds the student wheel from this repository: run it in the repository")
+            if course.root != REPOSITORY and course.root.parent != REPOSITORY / "editions":
+                raise CourseError("bundle builds the student wheel from this repository: run it in the repository"
+                                  " (or on one of its editions, --course editions/zh-CN)")
             files = build_bundle(args.out, course)
             print(f"student bundle in {args.out.resolve()}:")
             for path in files:
