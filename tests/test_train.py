@@ -310,3 +310,65 @@ def test_training_builds_the_unet_from_a_students_notebook(tmp_path, camvid_dir)
     model, meta = ev.load_trained_model(tmp_path / "run" / "weights.weights.h5")
     assert meta["notebook"] == str(SOURCE_NOTEBOOK.resolve())
     assert model.count_params() == from_notebook(SOURCE_NOTEBOOK)((32, 48, 3), 4, meta["n_classes"]).count_params()
+
+
+# --- recipes: sequence hold-out, presets, fixed schedule, fine-tuning --------------------------------
+
+
+def test_split_by_sequence_holds_out_whole_sequences():
+    from unet_course.train import split_by_sequence
+
+    pairs = [(Path(f"/d/train/{name}.png"), Path(f"/d/trainannot/{name}.png"))
+             for name in ("0001TP_006690", "0001TP_006720", "0006R0_f00930", "0016E5_07959", "Seq05VD_f00000")]
+    train_pairs, val_pairs = split_by_sequence(pairs, ["0001TP"])
+    assert [p[0].stem for p in val_pairs] == ["0001TP_006690", "0001TP_006720"]
+    assert not {p[0].stem.split("_")[0] for p in train_pairs} & {"0001TP"} and len(train_pairs) == 3
+    with pytest.raises(ValueError, match="the sequences here are 0001TP, 0006R0, 0016E5, Seq05VD"):
+        split_by_sequence(pairs, ["0002XX"])
+
+
+def test_holdout_pools_train_and_val_and_keep_last_selects_nothing(tmp_path):
+    root = tmp_path / "camvid"
+    write_camvid(root, splits=(("train", 6), ("val", 3)))
+    for split in ("train", "val"):  # name the files by sequence, as CamVid does
+        for folder in (root / split, root / f"{split}annot"):
+            for i, path in enumerate(sorted(folder.glob("*.png"))):
+                path.rename(folder / f"{'SEQA' if split == 'val' and i < 2 else 'SEQB'}_{split}{i}.png")
+    out = tmp_path / "run"
+    result = train(tiny(out, root, epochs=2, holdout=("SEQA",), keep="last", plots=False, tensorboard=False))
+    assert result["val_split_size"] == 2 and result["holdout_sequences"] == ["SEQA"]
+    assert result["kept"] == "last" and result["kept_epoch"] == 2 and result["val_selected_epoch"] is False
+    assert json.loads((out / "model.json").read_text())["best_epoch"] == 2
+    log = (out / "train.log").read_text()
+    assert "held-out sequence(s) SEQA" in log and "7 train / 2 val images" in log
+
+
+def test_presets_set_defaults_that_flags_override():
+    from unet_course.train import parse_args
+
+    classic = parse_args(["--out", "x", "--preset", "classic"])
+    assert (classic.image_size, classic.batch_size, classic.augment, classic.class_weights, classic.epochs,
+            classic.schedule, classic.keep) == ((96, 128), 32, False, "none", 40, "constant", "last")
+    course = parse_args(["--out", "x", "--preset", "course", "--epochs", "7", "--holdout-sequence", "0001TP"])
+    assert course.image_size == (240, 320) and course.augment and course.weight_decay > 0
+    assert course.epochs == 7 and course.holdout == ("0001TP",) and course.preset == "course"
+    plain = parse_args(["--out", "x"])
+    assert plain.preset is None and plain.keep == "best" and plain.weight_decay == 0.0
+
+
+def test_fine_tuning_starts_from_exported_weights(tmp_path, camvid_dir):
+    first = tmp_path / "first"
+    train(tiny(first, camvid_dir, epochs=1, plots=False, tensorboard=False))
+    exported, _ = ev.load_trained_model(first)
+    second = tmp_path / "second"
+    config = tiny(second, camvid_dir, epochs=1, lr=0.0, plots=False, tensorboard=False, weight_decay=0.0,
+                  init_weights=str(first / "weights.weights.h5"), train_images=3)
+    result = train(config)
+    tuned, _ = ev.load_trained_model(second)
+    for a, b in zip(exported.get_weights(), tuned.get_weights()):  # lr 0: the start is the end
+        np.testing.assert_allclose(a, b, atol=1e-3)
+    assert "starting from the weights" in (second / "train.log").read_text()
+    assert result["epochs_done"] == 1
+    wrong = tiny(tmp_path / "wrong", camvid_dir, epochs=1, n_filters=8, init_weights=str(first / "weights.weights.h5"))
+    with pytest.raises(ValueError, match="do not fit"):
+        train(wrong)

@@ -192,6 +192,7 @@ def make_dataset(
     seed: int = 0,
     augment: bool = False,
     cache: bool = True,
+    max_scale: float = 1.25,
 ) -> tf.data.Dataset:
     """Batched ``(image, mask)`` dataset of one split.
 
@@ -211,7 +212,7 @@ def make_dataset(
         ds = ds.shuffle(len(image_paths), seed=seed, reshuffle_each_iteration=True)
     if augment:
         seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-        ds = tf.data.Dataset.zip(ds, seeds).map(lambda pair, s: augment_pair(*pair, s),
+        ds = tf.data.Dataset.zip(ds, seeds).map(lambda pair, s: augment_pair(*pair, s, max_scale=max_scale),
                                                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 

@@ -80,6 +80,13 @@ class TrainConfig:
     seed: int = 0
     n_filters: int = 32
     val_fraction: float = 0.2
+    holdout: tuple[str, ...] = ()  # camvid: validate on these sequences (file-name prefixes), train on the rest
+    keep: str = "best"  # best: the epoch with the best val mIoU | last: the last epoch (a fixed schedule)
+    max_scale: float = 1.25  # --augment: zoom in by up to this factor (random crop, resized back)
+    weight_decay: float = 0.0  # > 0: AdamW with this decoupled weight decay
+    preset: str | None = None  # the recipe the flags started from (see PRESETS)
+    init_weights: str | None = None  # start from these weights: a shipped name ("synthetic") or an exported file
+    train_images: int | None = None  # train on this many (seeded random) training images per epoch, not all
     verbose: int | None = None  # Keras fit verbosity; None: bar on a terminal, one line per epoch otherwise
     tensorboard: bool = True
     plots: bool = True
@@ -234,6 +241,19 @@ def build_model(config: TrainConfig, n_classes: int) -> keras.Model:
     return keras.Model(base.input, logits, name="unet_mixed")
 
 
+def load_initial_weights(model: keras.Model, weights: str) -> None:
+    """Fine-tuning: copy exported weights (a shipped name such as ``synthetic``, or a file with its
+    ``model.json``) into ``model``, whatever its precision policy; they must fit its architecture."""
+    from unet_course import pretrained
+
+    path = Path(weights) if Path(weights).exists() else pretrained.weights_path(weights)
+    plain, _ = eval_lib.load_trained_model(path)
+    values = plain.get_weights()
+    if [v.shape for v in values] != [tuple(w.shape) for w in model.weights]:
+        raise ValueError(f"the weights {weights} do not fit this model (another input size, width or class count?)")
+    model.set_weights(values)
+
+
 def load_checkpoint(model: keras.Model, path) -> None:
     """``model.load_weights(path)`` (weights and optimizer state), also across the loss-scaling
     wrapper that ``mixed_float16`` puts around the optimizer: a checkpoint made on a GPU resumes on a
@@ -372,6 +392,24 @@ def tensorboard_callback(log_dir: Path) -> keras.callbacks.Callback:
     return keras.callbacks.TensorBoard(log_dir=str(log_dir), write_graph=False, update_freq="epoch", profile_batch=0)
 
 
+def split_by_sequence(pairs, holdout) -> tuple[list, list]:
+    """(train, val) pairs: val holds every frame whose file name starts with a held-out sequence.
+
+    CamVid file names start with their video sequence (``0001TP_006690.png``, ``0016E5_07959.png``).
+    Neighbouring frames of one sequence look alike, so a frame-level split measures memory of a
+    street; holding out a whole sequence measures what the test split measures: a new street.
+    """
+    holdout = tuple(holdout)
+    val = [p for p in pairs if Path(p[0]).name.startswith(holdout)]
+    train = [p for p in pairs if not Path(p[0]).name.startswith(holdout)]
+    if not val:
+        names = sorted({Path(p[0]).name.split("_")[0] for p in pairs})
+        raise ValueError(f"no frame of sequence(s) {', '.join(holdout)}; the sequences here are {', '.join(names)}")
+    if not train:
+        raise ValueError(f"holding out {', '.join(holdout)} leaves nothing to train on")
+    return train, val
+
+
 def _datasets(config: TrainConfig, info):
     root = config.data
     if root is None:
@@ -380,9 +418,14 @@ def _datasets(config: TrainConfig, info):
         from unet_course.synthetic import ensure_default_dataset
 
         root = str(ensure_default_dataset(progress=False))
-    if info.layout == "camvid":
+    if info.layout == "camvid" and config.holdout:
+        pooled = data_lib.list_pairs(root, info, "train") + data_lib.list_pairs(root, info, "val")
+        train_pairs, val_pairs = split_by_sequence(pooled, config.holdout)
+    elif info.layout == "camvid":
         train_pairs = data_lib.list_pairs(root, info, "train")
         val_pairs = data_lib.list_pairs(root, info, "val")
+    elif config.holdout:
+        raise ValueError("--holdout-sequence is for CamVid, whose file names name their sequence")
     else:
         train_pairs, val_pairs = data_lib.split_pairs(data_lib.list_pairs(root, info), config.val_fraction, config.seed)
     return root, train_pairs, val_pairs
@@ -413,12 +456,17 @@ def train(config: TrainConfig | dict) -> dict:
     info = get_dataset_info(config.dataset)
     keras.utils.set_random_seed(config.seed)
     root, train_pairs, val_pairs = _datasets(config, info)
+    if config.train_images and config.train_images < len(train_pairs):
+        order = np.random.default_rng(config.seed).permutation(len(train_pairs))[: config.train_images]
+        train_pairs = [train_pairs[i] for i in sorted(order)]
     table = pixel_weight_table(config, info, train_pairs)
+    if config.holdout:
+        log(f"validation: held-out sequence(s) {', '.join(config.holdout)} (no frame of them is trained on)")
     log(f"{info.name}: {len(train_pairs)} train / {len(val_pairs)} val images from {Path(root).name}/; "
         f"input {config.image_size}; pixel weights {np.round(table, 3).tolist()}")
 
     train_ds = data_lib.make_dataset(train_pairs, info, config.image_size, config.batch_size, shuffle=True,
-                                     seed=config.seed, augment=config.augment)
+                                     seed=config.seed, augment=config.augment, max_scale=config.max_scale)
     val_ds = data_lib.make_dataset(val_pairs, info, config.image_size, config.batch_size)
     train_ds, val_ds = with_pixel_weights(train_ds, table), with_pixel_weights(val_ds, table)
     steps_per_epoch = math.ceil(len(train_pairs) / config.batch_size)
@@ -449,7 +497,8 @@ def train(config: TrainConfig | dict) -> dict:
         with strategy.scope():
             model = build_model(config, info.n_classes)
             schedule = lr_schedule(config, steps_per_epoch)
-            optimizer = keras.optimizers.Adam(learning_rate=schedule)
+            optimizer = (keras.optimizers.AdamW(learning_rate=schedule, weight_decay=config.weight_decay)
+                         if config.weight_decay > 0 else keras.optimizers.Adam(learning_rate=schedule))
             model.compile(
                 optimizer=optimizer,
                 loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -464,6 +513,9 @@ def train(config: TrainConfig | dict) -> dict:
                     f"{state['best_epoch']}; optimizer step {int(optimizer.iterations.numpy())})")
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
+    if config.init_weights and not resumed_from:
+        log(f"starting from the weights {config.init_weights}")
+        load_initial_weights(model, config.init_weights)
 
     run_state = RunState(out, state, config.max_minutes, log, schedule=schedule, steps_per_epoch=steps_per_epoch, epochs=config.epochs)
     callbacks = [run_state, keras.callbacks.CSVLogger(str(out / "history.csv"), append=bool(resumed_from))]
@@ -511,7 +563,7 @@ def finish(config, info, model, state, out: Path, val_pairs, t0, fit_seconds, st
            n_train, resumed_from, precision_choice: dict | None = None) -> dict:
     """Best weights -> scores on the val split (model size and, for camvid, label size), plots, export."""
     best = out / "best.weights.h5"
-    if best.exists():
+    if config.keep == "best" and best.exists():
         load_checkpoint(model, best)
     t_eval = time.time()
     native = info.layout == "camvid"
@@ -524,7 +576,7 @@ def finish(config, info, model, state, out: Path, val_pairs, t0, fit_seconds, st
         recent = state["epoch_seconds"][-epochs_this_run:]
         img_per_s = n_train * len(recent) / sum(recent)
     meta = eval_lib.model_meta(info, config.image_size, config.n_filters, trained_epochs=state["epoch"],
-                               best_epoch=state["best_epoch"],
+                               best_epoch=state["best_epoch"] if config.keep == "best" else state["epoch"],
                                **({"notebook": str(Path(config.notebook).resolve())} if config.notebook else {}))
     metrics = {
         "dataset": info.name,
@@ -534,6 +586,10 @@ def finish(config, info, model, state, out: Path, val_pairs, t0, fit_seconds, st
         "val": res["model_size"],
         "val_native": res["native"],
         "native_size": [list(v) for v in res["label_sizes"]] if native else None,
+        "kept": config.keep,
+        "kept_epoch": state["best_epoch"] if config.keep == "best" else state["epoch"],
+        "val_selected_epoch": config.keep == "best",
+        "holdout_sequences": list(config.holdout),
         "best_epoch": state["best_epoch"],
         "best_val_miou_during_training": state["best_miou"],
         "epochs_done": state["epoch"],
@@ -564,8 +620,26 @@ def finish(config, info, model, state, out: Path, val_pairs, t0, fit_seconds, st
     return metrics
 
 
+# Named recipes: a preset sets the defaults, flags given on the command line still win.
+PRESETS = {
+    # The classic lab's recipe (Coursera C4W3 U-Net on CARLA): 96x128 inputs, batch 32, Adam at a
+    # constant 1e-3, no augmentation, no class weights, 40 epochs, the last epoch kept.
+    "classic": dict(image_size=[96, 128], batch_size=32, lr=1e-3, schedule="constant", warmup_epochs=0.0,
+                    augment=False, class_weights="none", epochs=40, keep="last", weight_decay=0.0),
+    # This course's CamVid recipe: inputs at 2/3 of the native 360x480, zoom-and-crop, flips and
+    # colour jitter, square-root median-frequency class weights, AdamW, cosine decay, a fixed
+    # schedule whose last epoch is kept (no epoch is chosen on a score).
+    "course": dict(image_size=[240, 320], batch_size=8, lr=1e-3, schedule="cosine", warmup_epochs=1.0,
+                   augment=True, max_scale=1.5, class_weights="sqrt_median", epochs=60, keep="last",
+                   weight_decay=1e-2),
+}
+
+
 def parse_args(argv=None) -> TrainConfig:
     p = argparse.ArgumentParser(description="Train the course's reference U-Net.")
+    p.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                   help="start from a named recipe (classic: the classic lab's; course: this course's CamVid "
+                        "recipe); flags given as well override it")
     p.add_argument("--dataset", choices=["synthetic", "carla", "camvid"], default="synthetic")
     p.add_argument("--data", default=None, help="dataset folder (synthetic: default embedded set)")
     p.add_argument("--out", required=True, help="run folder (checkpoints, logs, metrics, plots, weights)")
@@ -593,11 +667,27 @@ def parse_args(argv=None) -> TrainConfig:
                    help="build the U-Net from this notebook's conv_block, upsampling_block and unet_model"
                         " (default: the course's reference, in the repository)")
     p.add_argument("--val-fraction", type=float, default=0.2, help="carla/synthetic: files held out")
+    p.add_argument("--holdout-sequence", dest="holdout", action="append", default=[], metavar="PREFIX",
+                   help="camvid: validate on every train/val frame of this sequence (e.g. 0001TP) and train on "
+                        "the others; repeat for more")
+    p.add_argument("--keep", choices=["best", "last"], default="best",
+                   help="weights to export: the best epoch by val mIoU, or the last (fixed schedule; then the "
+                        "val score was not used to choose anything)")
+    p.add_argument("--max-scale", type=float, default=1.25, help="--augment: largest zoom of the scale-crop")
+    p.add_argument("--weight-decay", type=float, default=0.0, help="> 0: AdamW with this weight decay")
+    p.add_argument("--init-weights", default=None, metavar="NAME_OR_FILE",
+                   help="fine-tune from these weights: 'synthetic' (shipped) or an exported weights file")
+    p.add_argument("--train-images", type=int, default=None, help="train on only this many images per epoch")
     p.add_argument("--verbose", type=int, default=None)
     p.add_argument("--no-tensorboard", dest="tensorboard", action="store_false")
     p.add_argument("--no-plots", dest="plots", action="store_false")
+    known, _ = p.parse_known_args(argv)
+    if known.preset:
+        p.set_defaults(**PRESETS[known.preset])
     a = p.parse_args(argv)
-    return TrainConfig(dataset=a.dataset, data=a.data, out=a.out, epochs=a.epochs, image_size=tuple(a.image_size),
+    return TrainConfig(preset=a.preset, holdout=tuple(a.holdout), keep=a.keep, max_scale=a.max_scale,
+                       weight_decay=a.weight_decay, init_weights=a.init_weights,
+                       train_images=a.train_images, dataset=a.dataset, data=a.data, out=a.out, epochs=a.epochs, image_size=tuple(a.image_size),
                        batch_size=a.batch_size, lr=a.lr, schedule=a.schedule, warmup_epochs=a.warmup_epochs,
                        augment=a.augment, class_weights=a.class_weights, loss=a.loss, precision=a.precision,
                        jit=a.jit, resume=a.resume, max_minutes=a.max_minutes, strategy=a.strategy, seed=a.seed,
