@@ -161,6 +161,11 @@ def test_the_language_comes_from_the_setting_then_the_notebook_then_the_locale(m
     monkeypatch.setenv("LANG", "C.UTF-8")
     (tmp_path / NOTEBOOK).write_text(json.dumps({"cells": [], "metadata": {"unet_course": {"language": "zh_CN"}}}))
     assert i18n.language() == "zh_CN"  # the Chinese edition's notebook, found in the kernel's folder
+    english = tmp_path / "english.ipynb"
+    english.write_text(json.dumps({"cells": [], "metadata": {}}))
+    monkeypatch.setenv("JPY_SESSION_NAME", str(english))
+    assert i18n.language() == "en"  # JupyterLab named the open notebook: the English one, beside the Chinese
+    monkeypatch.delenv("JPY_SESSION_NAME")
     monkeypatch.setenv(i18n.LANGUAGE_ENV, "en")
     assert i18n._("All tests passed") == "All tests passed"  # an explicit setting wins
 

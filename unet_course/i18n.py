@@ -65,14 +65,14 @@ def _notebook_language(path: str, mtime: float) -> str | None:
 
 def notebook_language() -> str | None:
     """The language the open notebook asks for (its ``unet_course.language`` metadata), if found."""
-    candidates = []
     session = os.environ.get("JPY_SESSION_NAME", "")
-    if session.endswith(".ipynb"):
-        candidates.append(Path(session))
-    try:
-        candidates += sorted(Path.cwd().glob("*.ipynb"))[:5]
-    except OSError:
-        pass
+    if session.endswith(".ipynb") and Path(session).is_file():
+        candidates = [Path(session)]  # JupyterLab names the open notebook: only its own language counts
+    else:  # nbgrader (validate, autograde) runs the kernel in the notebook's folder
+        try:
+            candidates = sorted(Path.cwd().glob("*.ipynb"))[:5]
+        except OSError:
+            candidates = []
     for path in candidates:
         try:
             language = _notebook_language(str(path), path.stat().st_mtime)
