@@ -41,6 +41,9 @@ def test_notebook_is_clean(path):
                 assert size < MAX_IMAGE_BYTES, f"a {size // 1000} kB image in {path.name}"
     for cell in notebook["cells"]:
         assert "execution" not in cell.get("metadata", {}), "execution timestamps: use `make notebooks`"
+    # Saved widget state is kilobytes of model JSON nobody reads (and a stale picture of the widgets):
+    # `make notebooks` runs with store_widget_state=False.
+    assert "widgets" not in notebook["metadata"], "saved widget state in the metadata: use `make notebooks`"
 
 
 @pytest.mark.parametrize("path", RELEASES, ids=lambda p: str(p.relative_to(ROOT)))
