@@ -25,9 +25,10 @@ from pathlib import Path
 from unet_grader.assignment import NOTEBOOK
 from unet_grader.coursedir import DB_ENV, Course, CourseError
 
-# The files of a submission that travel with its task: what nbgrader autograde reads (anything
-# else a student put in the folder plays no part in the grade).
-SUBMITTED_FILES = (NOTEBOOK, "timestamp.txt")
+# The files of a submission that travel with its task: what nbgrader reads when it autogrades and
+# releases feedback (the secret that `nbgrader submit` writes pairs a feedback page with its
+# submission in the exchange); anything else a student put in the folder plays no part in the grade.
+SUBMITTED_FILES = (NOTEBOOK, "timestamp.txt", "submission_secret.txt")
 
 
 @dataclass
