@@ -1,4 +1,5 @@
-"""Grading on a real Dask cluster: a scheduler and two worker processes over TCP on 127.0.0.1.
+"""Grading on Dask: a local cluster (``--workers 2``), and a real scheduler with two worker
+processes over TCP on 127.0.0.1 (``--scheduler``).
 
 The workers get one task per submission (the submission travels with the task: no shared folder)
 and write to a real PostgreSQL gradebook. Their grades must equal sequential grading into SQLite,
@@ -151,6 +152,19 @@ def dask_cluster(tmp_path):
         yield cluster
     finally:
         cluster.close()
+
+
+def test_two_local_workers_give_the_sequential_sqlite_grades(sequential, postgres_db_url, tmp_path, monkeypatch):
+    monkeypatch.setenv(DB_ENV, postgres_db_url)  # nbgrader_config.py passes it to every command
+    course = _course(tmp_path / "course")
+    assert not (course / "gradebook.db").exists(), "the PostgreSQL course must not fall back to SQLite"
+    results = autograde(course, progress=False, workers=2)
+    assert _grades(course) == sequential
+    assert sorted(r.student for r in results) == sorted(sequential)
+    assert sum(sequential["d1_solution"].values()) == 100 and sum(sequential["d4_empty"].values()) == 0
+    rows, nulls = _rows(postgres_db_url)
+    cells = len(next(iter(sequential.values())))
+    assert rows == sorted((student, 1, cells) for student in sequential) and nulls == 0
 
 
 def test_a_dask_cluster_gives_the_sequential_sqlite_grades(sequential, dask_cluster, postgres_url, tmp_path,
