@@ -146,3 +146,24 @@ def test_display_of_a_real_camvid_frame(tmp_path):
     expected = [f"{i} {CAMVID.class_names[i]}" for i in np.unique(mask)]
     assert legend_labels(fig) == expected
     fig.savefig(tmp_path / "camvid.png")
+
+
+def test_skip_connections_are_found_in_either_concatenation_order_and_drawn():
+    import keras
+
+    from unet_course.visualize import show_skip_connections, skip_connection_taps
+
+    def tiny(swapped: bool):
+        inputs = keras.Input((16, 16, 3))
+        skip = keras.layers.Conv2D(4, 3, padding="same", name="enc")(inputs)
+        pooled = keras.layers.MaxPooling2D()(skip)
+        up = keras.layers.Conv2DTranspose(4, 3, strides=2, padding="same", name="up")(pooled)
+        merged = keras.layers.Concatenate()([skip, up] if swapped else [up, skip])
+        return keras.Model(inputs, keras.layers.Conv2D(2, 1)(merged))
+
+    for swapped in (False, True):
+        (skip, up), = skip_connection_taps(tiny(swapped))
+        assert skip._keras_history.operation.name == "enc" and up._keras_history.operation.name == "up"
+    fig = show_skip_connections(tiny(False), np.random.default_rng(0).random((16, 16, 3)), show=False)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles == ["input frame", "skip from the encoder 16x16x4", "decoder, upsampled 16x16x4"]

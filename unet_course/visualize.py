@@ -172,6 +172,60 @@ def plot_history(history, show: bool = True) -> PlotFigure:
     return fig
 
 
+def _producer(tensor):
+    """The layer that made a symbolic tensor (None for a model input)."""
+    history = getattr(tensor, "_keras_history", None)
+    return getattr(history, "operation", None)
+
+
+def skip_connection_taps(model) -> list[tuple[object, object]]:
+    """``(skip, upsampled)`` symbolic tensors of each place a skip connection joins the decoder,
+    deepest first: the two inputs of every ``Concatenate``, told apart by who made them (the
+    decoder's comes from a ``Conv2DTranspose``), whatever order the concatenation used."""
+    import keras
+
+    taps = []
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Concatenate) and isinstance(layer.input, (list, tuple)) \
+                and len(layer.input) == 2:
+            first, second = layer.input
+            if isinstance(_producer(first), keras.layers.Conv2DTranspose):
+                first, second = second, first
+            taps.append((first, second))
+    return taps
+
+
+def show_skip_connections(model, image, show: bool = True) -> PlotFigure:
+    """One frame through ``model``: at each level where a skip connection joins the decoder, the
+    encoder's features that the skip carries and the decoder's upsampled features beside them
+    (each the mean absolute activation over channels: bright = strongly active).
+
+    The encoder's maps stay sharp at every level; the decoder's, rebuilt from the pooled
+    bottleneck, are blurry until the skip hands the sharp ones over.
+    """
+    import keras
+
+    taps = skip_connection_taps(model)
+    if not taps:
+        raise ValueError("this model has no Concatenate layers joining a skip connection to the decoder")
+    probe = keras.Model(model.input, [tensor for pair in taps for tensor in pair])
+    maps = probe.predict(_as_array(image)[np.newaxis].astype("float32"), verbose=0)
+    fig = PlotFigure(figsize=(9.6, 2.4 * len(taps)), layout="constrained")
+    axes = fig.subplots(len(taps), 3, squeeze=False)
+    for row, (skip_map, up_map) in enumerate(zip(maps[0::2], maps[1::2])):
+        h, w, c_skip = skip_map.shape[1:]
+        panels = [(_rgb(image), "input frame"),
+                  (np.abs(skip_map[0]).mean(-1), f"skip from the encoder {h}x{w}x{c_skip}"),
+                  (np.abs(up_map[0]).mean(-1), f"decoder, upsampled {h}x{w}x{up_map.shape[-1]}")]
+        for ax, (picture, title) in zip(axes[row], panels):
+            ax.imshow(picture, cmap=None if picture.ndim == 3 else "magma", interpolation="nearest")
+            ax.set_title(title, fontsize="small")
+            ax.axis("off")
+    if show:
+        fig.show_in_notebook()
+    return fig
+
+
 def figure_jpeg(fig: Figure, dpi: int = 72, quality: int = 85) -> bytes:
     """JPEG bytes of a figure, for showing in notebooks (a fraction of the PNG's size)."""
     buffer = io.BytesIO()
