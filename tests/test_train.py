@@ -341,6 +341,13 @@ def test_holdout_pools_train_and_val_and_keep_last_selects_nothing(tmp_path):
     assert json.loads((out / "model.json").read_text())["best_epoch"] == 2
     log = (out / "train.log").read_text()
     assert "held-out sequence(s) SEQA" in log and "7 train / 2 val images" in log
+    # The final run of the recipe: every frame trained on; its val scores say they are not held out.
+    final = train(tiny(tmp_path / "final", root, epochs=1, all_frames=True, keep="last", plots=False,
+                       tensorboard=False, init_weights=str(out / "weights.weights.h5")))
+    assert final["val_in_training"] is True and final["holdout_sequences"] == []
+    assert "9 train / 3 val images" in (tmp_path / "final" / "train.log").read_text()
+    with pytest.raises(ValueError, match="cannot hold a sequence out too"):
+        train(tiny(tmp_path / "both", root, all_frames=True, holdout=("SEQA",)))
 
 
 def test_presets_set_defaults_that_flags_override():

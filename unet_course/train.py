@@ -81,6 +81,7 @@ class TrainConfig:
     n_filters: int = 32
     val_fraction: float = 0.2
     holdout: tuple[str, ...] = ()  # camvid: validate on these sequences (file-name prefixes), train on the rest
+    all_frames: bool = False  # camvid: train on every train+val frame (the final run of a chosen recipe)
     keep: str = "best"  # best: the epoch with the best val mIoU | last: the last epoch (a fixed schedule)
     max_scale: float = 1.25  # --augment: zoom in by up to this factor (random crop, resized back)
     weight_decay: float = 0.0  # > 0: AdamW with this decoupled weight decay
@@ -418,7 +419,12 @@ def _datasets(config: TrainConfig, info):
         from unet_course.synthetic import ensure_default_dataset
 
         root = str(ensure_default_dataset(progress=False))
-    if info.layout == "camvid" and config.holdout:
+    if info.layout == "camvid" and config.all_frames:
+        if config.holdout:
+            raise ValueError("--all-frames trains on every frame: it cannot hold a sequence out too")
+        val_pairs = data_lib.list_pairs(root, info, "val")
+        train_pairs = data_lib.list_pairs(root, info, "train") + val_pairs  # val is watched, and trained on
+    elif info.layout == "camvid" and config.holdout:
         pooled = data_lib.list_pairs(root, info, "train") + data_lib.list_pairs(root, info, "val")
         train_pairs, val_pairs = split_by_sequence(pooled, config.holdout)
     elif info.layout == "camvid":
@@ -462,6 +468,8 @@ def train(config: TrainConfig | dict) -> dict:
     table = pixel_weight_table(config, info, train_pairs)
     if config.holdout:
         log(f"validation: held-out sequence(s) {', '.join(config.holdout)} (no frame of them is trained on)")
+    if config.all_frames:
+        log("--all-frames: training on train+val; the 'val' scores below are on frames it trains on (not a held-out score)")
     log(f"{info.name}: {len(train_pairs)} train / {len(val_pairs)} val images from {Path(root).name}/; "
         f"input {config.image_size}; pixel weights {np.round(table, 3).tolist()}")
 
@@ -590,6 +598,7 @@ def finish(config, info, model, state, out: Path, val_pairs, t0, fit_seconds, st
         "kept_epoch": state["best_epoch"] if config.keep == "best" else state["epoch"],
         "val_selected_epoch": config.keep == "best",
         "holdout_sequences": list(config.holdout),
+        "val_in_training": bool(config.all_frames),
         "best_epoch": state["best_epoch"],
         "best_val_miou_during_training": state["best_miou"],
         "epochs_done": state["epoch"],
@@ -670,6 +679,9 @@ def parse_args(argv=None) -> TrainConfig:
     p.add_argument("--holdout-sequence", dest="holdout", action="append", default=[], metavar="PREFIX",
                    help="camvid: validate on every train/val frame of this sequence (e.g. 0001TP) and train on "
                         "the others; repeat for more")
+    p.add_argument("--all-frames", action="store_true",
+                   help="camvid: train on every train+val frame (the final run of a recipe chosen on a hold-out);"
+                        " val is then watched but trained on")
     p.add_argument("--keep", choices=["best", "last"], default="best",
                    help="weights to export: the best epoch by val mIoU, or the last (fixed schedule; then the "
                         "val score was not used to choose anything)")
@@ -685,7 +697,7 @@ def parse_args(argv=None) -> TrainConfig:
     if known.preset:
         p.set_defaults(**PRESETS[known.preset])
     a = p.parse_args(argv)
-    return TrainConfig(preset=a.preset, holdout=tuple(a.holdout), keep=a.keep, max_scale=a.max_scale,
+    return TrainConfig(preset=a.preset, holdout=tuple(a.holdout), all_frames=a.all_frames, keep=a.keep, max_scale=a.max_scale,
                        weight_decay=a.weight_decay, init_weights=a.init_weights,
                        train_images=a.train_images, dataset=a.dataset, data=a.data, out=a.out, epochs=a.epochs, image_size=tuple(a.image_size),
                        batch_size=a.batch_size, lr=a.lr, schedule=a.schedule, warmup_epochs=a.warmup_epochs,
