@@ -659,6 +659,7 @@ def parse_args(argv=None) -> TrainConfig:
     p.add_argument("--schedule", choices=["cosine", "step", "constant"], default="cosine")
     p.add_argument("--warmup-epochs", type=float, default=1.0)
     p.add_argument("--augment", action="store_true", help="flips, scale-crop, colour jitter (train only)")
+    p.add_argument("--no-augment", dest="augment", action="store_false", help="no augmentation (e.g. after a preset)")
     p.add_argument("--class-weights", choices=["median", "sqrt_median", "none"], default="none",
                    help="per-pixel loss weights of the real classes (void is always 0)")
     p.add_argument("--loss", choices=["ce", "weighted_ce"], default="ce")
