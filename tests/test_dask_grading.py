@@ -230,3 +230,11 @@ def test_a_worker_killed_mid_submission_loses_nothing_and_doubles_nothing(sequen
     assert nulls == 0
     killed_student = killed_while[0].split("-")[1]
     assert results[killed_student].failure is None or killed_student in HOSTILE, results[killed_student].problems
+
+
+def test_an_unreachable_scheduler_is_a_clear_error_not_a_traceback():
+    from unet_grader import cluster
+    from unet_grader.coursedir import CourseError
+
+    with pytest.raises(CourseError, match="could not reach the Dask scheduler at tcp://127.0.0.1:"):
+        list(cluster.run([], scheduler=f"tcp://127.0.0.1:{_free_port()}"))

@@ -171,7 +171,12 @@ def run(tasks: list[GradingTask], workers: int = 1, scheduler: str | None = None
     batch_id = uuid.uuid4().hex[:8]
     with contextlib.ExitStack() as stack:
         if scheduler:
-            client = stack.enter_context(Client(scheduler, timeout="30s"))
+            try:
+                client = stack.enter_context(Client(scheduler, timeout="30s"))
+            except (OSError, TimeoutError) as error:
+                raise CourseError(f"could not reach the Dask scheduler at {scheduler} ({type(error).__name__}:"
+                                  f" {str(error)[:200]}); start one with `dask scheduler` and its workers with"
+                                  f" `dask worker {scheduler}`") from None
         else:
             cluster = stack.enter_context(LocalCluster(
                 n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
