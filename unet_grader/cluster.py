@@ -52,12 +52,13 @@ class GradedSubmission:
 
 
 def course_files(course: Course) -> dict[str, bytes]:
-    """The course's nbgrader configuration and the assignment's source folder, by relative path."""
+    """The course's nbgrader configuration, and the assignment's source and release folders (the
+    release is what submissions are repaired against, and what an unreadable file is graded as)."""
     files = {"nbgrader_config.py": (course.root / "nbgrader_config.py").read_bytes()}
-    source = course.source_notebook().parent
-    for path in sorted(source.rglob("*")):
-        if path.is_file() and ".ipynb_checkpoints" not in path.parts:
-            files[str(path.relative_to(course.root))] = path.read_bytes()
+    for folder in (course.source_notebook().parent, course.release_folder()):
+        for path in sorted(folder.rglob("*")):
+            if path.is_file() and ".ipynb_checkpoints" not in path.parts:
+                files[str(path.relative_to(course.root))] = path.read_bytes()
     return files
 
 
