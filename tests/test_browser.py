@@ -140,14 +140,29 @@ def _run_all_and_wait(page, timeout_s: int = 480):
     pytest.fail(f"the notebook did not finish within {timeout_s} s: prompts {texts}")
 
 
+def _assert_no_traceback(page):
+    errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']",
+                          has_text="Traceback")
+    assert errors.count() == 0, errors.first.inner_text()[:2000]
+
+
+def _save_and_validate(page):
+    """Save, click nbgrader's Validate and wait for its Success dialog (returned)."""
+    page.keyboard.press("Control+s")
+    time.sleep(2)
+    page.locator(".validate-button").first.click()
+    dialog = page.locator(".jp-Dialog")
+    dialog.wait_for(timeout=300_000)
+    page.locator(".jp-Dialog-content", has_text="Success").wait_for(timeout=300_000)
+    return dialog
+
+
 def test_solved_assignment_runs_shows_plots_and_widget_and_validates(lab, page):
     url, _ = lab
     page.goto(f"{url}/lab/tree/unet_segmentation.ipynb?token={TOKEN}")
     _run_all_and_wait(page)
 
-    errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']",
-                          has_text="Traceback")
-    assert errors.count() == 0, errors.first.inner_text()[:2000]
+    _assert_no_traceback(page)
     assert page.get_by_text("All tests passed").count() >= 3
     assert page.locator(".jp-RenderedImage img").count() >= 5, "the plots are not shown"
 
@@ -162,12 +177,7 @@ def test_solved_assignment_runs_shows_plots_and_widget_and_validates(lab, page):
         time.sleep(1)
     assert explorer.get_attribute("src") != before, "the explorer did not react to its slider"
 
-    page.keyboard.press("Control+s")
-    time.sleep(2)
-    page.locator(".validate-button").first.click()
-    dialog = page.locator(".jp-Dialog")
-    dialog.wait_for(timeout=300_000)
-    page.locator(".jp-Dialog-content", has_text="Success").wait_for(timeout=300_000)
+    dialog = _save_and_validate(page)
     assert "passes all the tests" in dialog.inner_text()
     page.locator(".jp-Dialog .jp-mod-accept").click()
     news = page.locator(".jp-toast-button", has_text="No")
@@ -182,17 +192,10 @@ def test_chinese_release_runs_in_chinese_and_validates(lab_zh, page):
     page.goto(f"{url}/lab/tree/unet_segmentation.ipynb?token={TOKEN}")
     _run_all_and_wait(page)
 
-    errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']",
-                          has_text="Traceback")
-    assert errors.count() == 0, errors.first.inner_text()[:2000]
+    _assert_no_traceback(page)
     assert page.get_by_text("用 U-Net 做语义分割").count() >= 1  # the teaching text
     assert page.get_by_text("全部测试通过").count() >= 3  # the checks' messages (unet_course.i18n)
     assert page.get_by_text("All tests passed").count() == 0
 
-    page.keyboard.press("Control+s")
-    time.sleep(2)
-    page.locator(".validate-button").first.click()
-    dialog = page.locator(".jp-Dialog")
-    dialog.wait_for(timeout=300_000)
-    page.locator(".jp-Dialog-content", has_text="Success").wait_for(timeout=300_000)
+    dialog = _save_and_validate(page)
     assert "passes all the tests" in dialog.inner_text()
