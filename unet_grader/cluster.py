@@ -76,18 +76,20 @@ _ENV_LOCK = threading.Lock()
 
 
 @contextlib.contextmanager
-def _gradebook_env(db_url: str) -> Iterator[None]:
-    """The task's gradebook for every nbgrader command started meanwhile (nbgrader_config.py reads it)."""
+def _environment(**values: str) -> Iterator[None]:
+    """These variables for every nbgrader command started meanwhile (nbgrader_config.py reads the
+    gradebook URL, grade_one the timeout); restored afterwards."""
     with _ENV_LOCK:
-        before = os.environ.get(DB_ENV)
-        os.environ[DB_ENV] = db_url
+        before = {name: os.environ.get(name) for name in values}
+        os.environ.update(values)
         try:
             yield
         finally:
-            if before is None:
-                os.environ.pop(DB_ENV, None)
-            else:
-                os.environ[DB_ENV] = before
+            for name, value in before.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
 
 
 def _write_files(root: Path, files: dict[str, bytes]) -> None:
@@ -108,16 +110,8 @@ def grade_task(task: GradingTask) -> GradedSubmission:
         _write_files(root, task.course_files)
         course = Course(root)
         _write_files(course.submitted_folder(task.student), task.submission)
-        with _gradebook_env(task.db_url):
-            previous = os.environ.get("UNET_COURSE_STUDENT_TIMEOUT")
-            os.environ["UNET_COURSE_STUDENT_TIMEOUT"] = str(task.timeout)
-            try:
-                result = batch.grade_safely(course, task.student)
-            finally:
-                if previous is None:
-                    os.environ.pop("UNET_COURSE_STUDENT_TIMEOUT", None)
-                else:
-                    os.environ["UNET_COURSE_STUDENT_TIMEOUT"] = previous
+        with _environment(**{DB_ENV: task.db_url, "UNET_COURSE_STUDENT_TIMEOUT": str(task.timeout)}):
+            result = batch.grade_safely(course, task.student)
         autograded_folder = course.autograded_folder(task.student)
         autograded = {str(p.relative_to(autograded_folder)): p.read_bytes()
                       for p in sorted(autograded_folder.rglob("*")) if p.is_file()} if autograded_folder.is_dir() else {}
