@@ -217,13 +217,15 @@ READ_SECRETS = '''
 import glob, os
 found = {}
 for pattern in ("../../../solutions/**/*.ipynb", "../../../gradebook.db", "../../../submitted/*/*/*.ipynb",
-                "/work/**/solutions/**/*.ipynb", "/root/**/*.ipynb", "/tmp/**/gradebook.db"):
+                "/work/**/solutions/**/*.ipynb", "/root/**/*.ipynb", "/tmp/**/gradebook.db",
+                "/tmp/unet-warm-*/*"):  # the grading worker's verifier socket and logs
     for path in glob.glob(pattern, recursive=True)[:5]:
         try:
             found[path] = open(path, "rb").read(200)
         except OSError as error:
             found[path] = repr(error)
 print("found:", found)
+print("grader variables:", sorted(name for name in os.environ if "VERIFIER" in name or "_DB" in name))
 try:
     from unet_grader import reference
     print("reference:", reference.conv_block)

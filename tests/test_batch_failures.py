@@ -25,6 +25,7 @@ from pathlib import Path
 
 import hostile_cases as hostile
 import pytest
+from processes import descendants
 
 from conftest import ROOT
 from unet_grader import batch, cluster
@@ -104,37 +105,16 @@ def test_plain_nbgrader_autograde_records_zeros_and_the_reason_for_an_unreadable
 
 # --- failures injected into one batch --------------------------------------------------------------
 
-def _children() -> dict[int, list[int]]:
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            children.setdefault(int(stat[stat.rindex(")") + 2:].split()[1]), []).append(int(entry.name))
-    return children
-
-
-def _verifiers_grading(student: str) -> list[int]:
-    """Verifier processes started by the nbgrader process that this test process runs for ``student``."""
-    children, found = _children(), []
-    todo = [(pid, None) for pid in children.get(os.getpid(), [])]
-    while todo:
-        pid, grading = todo.pop()
-        try:
-            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        grading = next((a.split(b"=", 1)[1].decode() for a in argv if a.startswith(b"--student=")), grading)
-        if grading == student and b"unet_grader.verifier" in argv and not argv[0].endswith(b"prlimit"):
-            found.append(pid)
-        todo += [(child, grading) for child in children.get(pid, [])]
-    return found
+def _verifiers() -> list[int]:
+    """Verifier processes under this test process: the worker's serving verifier, or one that an
+    nbgrader run started for its notebook (a grading that could not reach the serving one)."""
+    return [pid for pid, argv in descendants().items()
+            if b"unet_grader.verifier" in argv and not argv[0].endswith(b"prlimit")]
 
 
 class VerifierSaboteur:
-    """While ``target`` is (student, signal), sends the signal to that student's verifier (once each)."""
+    """While ``target`` is (student, signal), that student is being graded (one at a time): sends
+    the signal to each verifier that grading meets (once each)."""
 
     def __init__(self):
         self.target = None
@@ -148,7 +128,7 @@ class VerifierSaboteur:
             target = self.target
             if target is None:
                 continue
-            for pid in _verifiers_grading(target[0]):
+            for pid in _verifiers():
                 if pid not in self.hit:
                     os.kill(pid, target[1])
                     self.hit[pid] = target
@@ -174,7 +154,7 @@ def failures(released, tmp_path_factory):
     course = _fresh(released, tmp_path_factory.mktemp("failures") / "course", *BATCH)
     database = course / "gradebook.db"
     saboteur = VerifierSaboteur()
-    real_grade_one, real_nbgrader = batch.grade_one, batch.nbgrader
+    real_grade_one, real_run_autograde = batch.grade_one, batch.run_autograde
 
     def grade_one(course_, student):
         if student == "crashed_verifier":
@@ -196,28 +176,27 @@ def failures(released, tmp_path_factory):
             saboteur.target = None
             os.environ.pop(VERIFIER_TIMEOUT_ENV, None)
 
-    def nbgrader(root, *args, **kwargs):
+    def run_autograde(course_, student):
         """nbgrader itself for everyone but two: for them it 'succeeds' (full marks recorded) but leaves
         a truncated autograded notebook, or none."""
-        student = next((a.split("=", 1)[1] for a in args if a.startswith("--student=")), None)
         if student not in ("truncated_autograded", "missing_autograded"):
-            return real_nbgrader(root, *args, **kwargs)
+            return real_run_autograde(course_, student)
         with gradebook(course) as book:
             for grade in book.update_or_create_submission(ASSIGNMENT, student).notebooks[0].grades:
                 grade.auto_score = grade.max_score
             book.db.commit()
-        if student == "truncated_autograded":  # in the folder the task grades in (`root`)
-            path = as_course(root).autograded_notebook(student)
+        if student == "truncated_autograded":  # in the folder the task grades in (`course_`)
+            path = as_course(course_).autograded_notebook(student)
             path.parent.mkdir(parents=True)
             text = as_course(course).release_notebook().read_text()
             path.write_text(text[: len(text) // 2])
-        return subprocess.CompletedProcess(args, 0, "", "")
+        return subprocess.CompletedProcess(["nbgrader", "autograde"], 0, "", "")
 
     with pytest.MonkeyPatch.context() as patch:
         # A short wait for the lock: SQLite's own default (5 s) only makes the test slower.
         patch.setenv(DB_ENV, f"sqlite:///{database}?timeout=1")
         patch.setattr(batch, "grade_one", grade_one)
-        patch.setattr(batch, "nbgrader", nbgrader)
+        patch.setattr(batch, "run_autograde", run_autograde)
         started = time.monotonic()
         results = {r.student: r for r in autograde(course, BATCH, progress=False)}
         seconds = time.monotonic() - started

@@ -132,6 +132,7 @@ def test_no_connection_ever_reached_the_network(batch):
 def test_secrets_stay_out_of_reach_and_out_of_the_feedback(batch):
     log = _cell_text(batch, "hostile_read_secrets")
     assert "found: {}" in log, log[:2000]
+    assert "grader variables: []" in log, log[:2000]
     assert "reference hidden:" in log
     course = batch["course"]
     for student in ("hostile_read_secrets", "hostile_patch_ipython", "control_solution"):

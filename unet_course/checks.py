@@ -367,7 +367,9 @@ def build(exercise: str, function, case: Case):
     if not callable(function):
         return None, [_("{exercise} is not a function (got {type}); run its cell first").format(
             exercise=exercise, type=type(function).__name__)]
-    keras.backend.clear_session()
+    # Fresh layer names for each configuration; no forced garbage collection (0.2 s a call with
+    # TensorFlow loaded, a dozen calls per grading): Python's own collector frees old models.
+    keras.backend.clear_session(free_memory=False)
     return _BUILDERS[exercise](function, case)
 
 

@@ -95,6 +95,19 @@ def _last_error(run: subprocess.CompletedProcess) -> str:
     return lines[-1][-200:] if lines else "see the nbgrader log"
 
 
+def run_autograde(course: Course, student: str) -> subprocess.CompletedProcess:
+    """The real ``nbgrader autograde`` for one student, stopped after :func:`student_timeout`:
+    forked from this process's warm nbgrader, with its serving verifier (:mod:`unet_grader.warm`),
+    or, with UNET_COURSE_WARM=off or without ``fork``, a fresh ``nbgrader`` process."""
+    from unet_grader import warm
+
+    args = ["autograde", ASSIGNMENT, f"--student={student}", "--force"]
+    if not warm.enabled():
+        return nbgrader(course.root, *args, check=False, timeout=student_timeout())
+    env = dict(os.environ, PYTHONWARNINGS="ignore", PATH=path_with_scripts(os.environ.get("PATH", "")))
+    return warm.grader().autograde(course.root, args, env, student_timeout())
+
+
 def grade_one(course: Course, student: str) -> StudentResult:
     """Autograde one submission in its own nbgrader process; whatever happens, grades are recorded.
 
@@ -112,8 +125,7 @@ def grade_one(course: Course, student: str) -> StudentResult:
         problem = f"no {NOTEBOOK} in the submission"
     else:
         try:
-            run = nbgrader(course.root, "autograde", ASSIGNMENT, f"--student={student}", "--force",
-                           check=False, timeout=student_timeout())
+            run = run_autograde(course, student)
             if run.returncode != 0:
                 problem = f"nbgrader exited {run.returncode}: {_last_error(run)}"
         except subprocess.TimeoutExpired:

@@ -244,8 +244,7 @@ def sandbox_command(kernel_cmd: list[str], workdir: Path, private: Path, env: di
     # RLIMIT_NPROC counts every task of the user: as root the kernel gets a uid of its own; as an
     # ordinary user, leave room for what that user already runs (a desktop has hundreds of threads).
     processes = limits.processes if _as_root() else limits.processes + _tasks_of(os.getuid())
-    cmd = ["timeout", "--signal=KILL", str(limits.wall_seconds),
-           "prlimit", f"--as={limits.memory_mb * 2**20}", f"--cpu={limits.cpu_seconds}",
+    cmd = ["prlimit", f"--as={limits.memory_mb * 2**20}", f"--cpu={limits.cpu_seconds}",
            f"--nproc={processes}", f"--fsize={limits.file_mb * 2**20}",
            f"--nofile={limits.open_files}", "--"]
     cmd += _bwrap_prefix()
@@ -258,6 +257,9 @@ def sandbox_command(kernel_cmd: list[str], workdir: Path, private: Path, env: di
         cmd += ["--ro-bind", str(path), str(path)]
     cmd += ["--bind", str(workdir), str(workdir), "--bind", str(private), str(private), "--chdir", str(workdir)]
     cmd += sandbox_env(env)
+    # The wall-time limit runs inside the sandbox, so that bwrap's parent is the grader itself and
+    # the whole sandbox ends with it (--die-with-parent) when a grading is stopped or killed.
+    cmd += [shutil.which("timeout") or "timeout", "--signal=KILL", str(limits.wall_seconds)]
     return cmd + _drop_privileges() + list(kernel_cmd)
 
 

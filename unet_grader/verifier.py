@@ -11,7 +11,13 @@ A forged record can only describe a model; to describe the right one, a student 
 right architecture, which is the exercise. Records are untrusted data: only plain built-in
 Keras layers are accepted, and the process runs with memory and time limits.
 
-    python -m unet_grader.verifier < records.jsonl > verdicts.json
+    python -m unet_grader.verifier < records.jsonl > verdicts.json     # one notebook
+    python -m unet_grader.verifier --serve /path/to/socket                # one notebook per connection
+
+A grading worker keeps one serving verifier for all its submissions (:mod:`unet_grader.warm`):
+it imports TensorFlow and builds the reference models once. Nothing of one connection reaches the
+next: a connection's records only ever meet the reference, and the verdicts go back on that
+connection alone.
 """
 
 from __future__ import annotations
@@ -20,11 +26,12 @@ import copy
 import json
 import os
 import sys
+from collections import OrderedDict
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from unet_course.i18n import _  # noqa: E402
-from unet_grader import assignment, reference  # noqa: E402 - after the log level
+from unet_grader import assignment  # noqa: E402 - after the log level
 
 ALLOWED_LAYERS = {
     "InputLayer", "Conv2D", "Conv2DTranspose", "MaxPooling2D", "Dropout", "Concatenate", "Activation",
@@ -79,24 +86,48 @@ def _public_description(exercise: str, case) -> dict | None:
     return next((expected for public, expected in checks.public_cases(exercise) if public == case), None)
 
 
+_EXPECTED: dict = {}  # (exercise, hidden, case) -> (reference model or None, description)
+
+
+def expected(exercise: str, case, hidden: bool):
+    """The reference model of one configuration (kept only where outputs are compared) and the
+    description the student's model is compared with; built once per process."""
+    from unet_course import checks
+    from unet_grader import reference
+
+    key = (exercise, hidden, json.dumps(case.to_json(), sort_keys=True))
+    if key not in _EXPECTED:
+        model = reference.build_expected(exercise, case)
+        description = _public_description(exercise, case) if not hidden else None
+        if description is None:
+            description = checks.describe_model(exercise, model)
+        _EXPECTED[key] = (model if hidden and case.numeric else None, description)
+    return _EXPECTED[key]
+
+
 def case_problems(exercise: str, case, student, hidden: bool) -> list[str]:
     """Every problem of one configuration: the shared comparison (the same messages the
     notebook's public checks give), then for hidden tests the same-weights output comparison."""
     from unet_course import checks
+    from unet_grader import reference
 
-    expected = reference.build_expected(exercise, case)
-    description = _public_description(exercise, case) if not hidden else None
-    if description is None:
-        description = checks.describe_model(exercise, expected)
+    expected_model, description = expected(exercise, case, hidden)
     problems = checks.compare_case(exercise, student, description)
     if hidden and case.numeric and not problems:
-        match = reference.outputs_match(student, expected)
+        match = reference.outputs_match(student, expected_model)
         if match is False:
             problems.append(_("with the same weights, your layers compute different outputs from the reference")
                             + " \u2014 " + reference.wiring_diagnosis(exercise, student, case))
         elif match is None:
             problems.append(_("could not compare outputs: the layers with weights differ from the reference"))
     return problems
+
+
+# A configuration's problems are a function of the recorded model alone (its layers, settings
+# and wiring): a model recorded again, byte for byte (most of a class's correct answers, and its
+# common mistakes), gets the verdict it got before without being rebuilt.
+_VERDICTS: OrderedDict = OrderedDict()
+MAX_REMEMBERED = 512
 
 
 def verdict(kind: str, hidden: bool, records: list) -> list[str]:
@@ -117,13 +148,19 @@ def verdict(kind: str, hidden: bool, records: list) -> list[str]:
         if record.get("config") is None:
             problems += [f"[{case.title}] {p}" for p in _clean(record.get("problems")) or [_("the block could not be built")]]
             break
-        keras.backend.clear_session()
-        try:
-            student = rebuild(record["config"])
-        except Exception as error:  # noqa: BLE001 - untrusted input: any failure is a failed test
-            problems.append(f"[{case.title}] the recorded model could not be checked: {str(error)[:200]}")
-            break
-        problems += [f"[{case.title}] {p}" for p in case_problems(kind, case, student, hidden)]
+        key = (kind, hidden, index, json.dumps(record["config"], sort_keys=True))
+        if key not in _VERDICTS:
+            keras.backend.clear_session(free_memory=False)
+            try:
+                student = rebuild(record["config"])
+            except Exception as error:  # noqa: BLE001 - untrusted input: any failure is a failed test
+                problems.append(f"[{case.title}] the recorded model could not be checked: {str(error)[:200]}")
+                break
+            _VERDICTS[key] = [f"[{case.title}] {p}" for p in case_problems(kind, case, student, hidden)]
+            while len(_VERDICTS) > MAX_REMEMBERED:
+                _VERDICTS.popitem(last=False)
+        _VERDICTS.move_to_end(key)
+        problems += _VERDICTS[key]
     return problems
 
 
@@ -146,19 +183,65 @@ def verdicts(cells: dict) -> dict:
             for grade_id, spec in cells.items()}
 
 
-def main() -> int:
-    """Read JSON lines of ``{grade_id: spec}`` (a later line for a grade id replaces an earlier
-    one), check each as it arrives, print all verdicts as one JSON object at the end."""
+def answer(lines) -> dict:
+    """Verdicts for one notebook: JSON lines of ``{grade_id: spec}`` (a later line for a grade id
+    replaces an earlier one), each checked as it arrives."""
+    results = {}
+    for line in lines:
+        if line.strip():
+            results.update(verdicts(json.loads(line)))
+    return results
+
+
+def serve(path: str) -> None:
+    """Answer one notebook per connection on the Unix socket ``path``, one connection at a time,
+    until standard input closes (the grading worker that started this process is gone).
+
+    The socket listens before TensorFlow is imported: a notebook that starts meanwhile queues.
+    """
+    import gc
+    import socket
+    import threading
+
+    def exit_with_parent():
+        sys.stdin.read()
+        os._exit(0)
+
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen(4)
+    threading.Thread(target=exit_with_parent, daemon=True).start()
+    _warm_up()
+    while True:
+        connection, _address = server.accept()
+        with connection, connection.makefile("r", encoding="utf-8") as lines:
+            try:
+                reply = json.dumps(answer(lines))
+            except Exception as error:  # noqa: BLE001 - one malformed notebook must not stop the server
+                reply = json.dumps({"error": f"{type(error).__name__}: {str(error)[:300]}"})
+            try:
+                connection.sendall(reply.encode())
+            except OSError:
+                pass  # the grader went away (it was stopped): nothing to answer
+        gc.collect()  # between notebooks, off the grading's path
+
+
+def _warm_up() -> None:
     from unet_course.course import import_tensorflow_quietly
 
     import_tensorflow_quietly()
     from unet_course import checks  # noqa: F401 - imported (with Keras) before the records arrive
+    from unet_grader import reference  # noqa: F401
 
-    results = {}
-    for line in sys.stdin:
-        if line.strip():
-            results.update(verdicts(json.loads(line)))
-    json.dump(results, sys.stdout)
+
+def main(argv=None) -> int:
+    """One notebook on standard input, its verdicts on standard output; or ``--serve SOCKET``."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--serve"] and len(argv) == 2:
+        serve(argv[1])
+        return 0
+    _warm_up()
+    json.dump(answer(sys.stdin), sys.stdout)
     return 0
 
 

@@ -36,6 +36,9 @@ class GuardedExecute(Execute):
         # Slow output (a flood of prints) is not a reason to stop: drain what arrives, move on.
         kwargs.setdefault("raise_on_iopub_timeout", False)
         kwargs.setdefault("iopub_timeout", 30)
+        # Once the last cell has answered, nothing of the kernel is needed: stop it at once rather
+        # than wait a second or more for a graceful exit (the sandbox is removed either way).
+        kwargs.setdefault("shutdown_kernel", "immediate")
         super().__init__(*args, **kwargs)
         self._kernel_lost = None
         self._timeouts = 0

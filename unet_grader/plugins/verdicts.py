@@ -17,6 +17,8 @@ import json
 import os
 import queue
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -32,6 +34,8 @@ from unet_grader.assignment import TEST_CELL
 from unet_grader.plugins.reading import GRADING_FAILURE, METADATA, UNREADABLE
 
 VERIFIER_TIMEOUT_ENV = "UNET_COURSE_VERIFIER_TIMEOUT"
+VERIFIER_SOCKET_ENV = "UNET_COURSE_VERIFIER_SOCKET"  # set by unet_grader.warm
+VERIFIER_PID_ENV = "UNET_COURSE_VERIFIER_PID"
 
 
 def error_output(ename: str, evalue: str):
@@ -52,9 +56,13 @@ def test_cell_spec(cell) -> tuple[str, dict] | None:
 
 
 class VerifierSession:
-    """The verifier process for one notebook, started before the kernel so that it imports
-    TensorFlow meanwhile; each test cell's records are sent as soon as the cell has run, and
-    checked while the kernel goes on (JSON lines in, one verdict object out).
+    """The verifier for one notebook: each test cell's records are sent as soon as the cell has
+    run, and checked while the kernel goes on (JSON lines in, one verdict object out).
+
+    Where the grading worker keeps a serving verifier (:mod:`unet_grader.warm` sets
+    ``UNET_COURSE_VERIFIER_SOCKET``), this notebook is one connection to it; otherwise (plain
+    ``nbgrader autograde``, formgrader) a verifier process of its own starts before the kernel, so
+    that it imports TensorFlow meanwhile.
 
     Nothing here waits on the verifier but :meth:`finish`, and that only for ``timeout`` seconds:
     records are written and answers read by threads, so a verifier that hangs or dies never
@@ -64,20 +72,44 @@ class VerifierSession:
     current = None
 
     def __init__(self):
-        # Memory-limited where util-linux's prlimit exists (Linux); plain elsewhere (macOS).
-        limit = ["prlimit", f"--as={8 * 2**30}", "--"] if shutil.which("prlimit") else []
-        self.process = subprocess.Popen(
-            [*limit, sys.executable, "-m", "unet_grader.verifier"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.process = self.connection = None
+        self.server_pid = None
+        address = os.environ.get(VERIFIER_SOCKET_ENV)
+        if address:
+            self.connection = self._connect(address)
+        if self.connection is not None:
+            self.server_pid = int(os.environ.get(VERIFIER_PID_ENV) or 0) or None
+            sink, errors = self.connection.makefile("w", encoding="utf-8"), None
+            answers = self.connection.makefile("r", encoding="utf-8")
+        else:
+            # Memory-limited where util-linux's prlimit exists (Linux); plain elsewhere (macOS).
+            limit = ["prlimit", f"--as={8 * 2**30}", "--"] if shutil.which("prlimit") else []
+            self.process = subprocess.Popen(
+                [*limit, sys.executable, "-m", "unet_grader.verifier"],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            sink, answers, errors = self.process.stdin, self.process.stdout, self.process.stderr
+        self._sink = sink
         self.sent: dict[str, str] = {}
         self._lines: queue.SimpleQueue = queue.SimpleQueue()
         self._stdout: list[str] = []
         self._stderr: list[str] = []
         self._threads = [threading.Thread(target=self._write, daemon=True),
-                         threading.Thread(target=self._drain, args=(self.process.stdout, self._stdout), daemon=True),
-                         threading.Thread(target=self._drain, args=(self.process.stderr, self._stderr), daemon=True)]
+                         threading.Thread(target=self._drain, args=(answers, self._stdout), daemon=True)]
+        if errors is not None:
+            self._threads.append(threading.Thread(target=self._drain, args=(errors, self._stderr), daemon=True))
         for thread in self._threads:
             thread.start()
+
+    @staticmethod
+    def _connect(address: str):
+        """A connection to the worker's serving verifier, or None (then this notebook starts its own)."""
+        connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            connection.connect(address)
+            return connection
+        except OSError:
+            connection.close()
+            return None
 
     @classmethod
     def start(cls) -> "VerifierSession":
@@ -100,12 +132,14 @@ class VerifierSession:
     def _write(self) -> None:
         while (line := self._lines.get()) is not None:
             try:
-                self.process.stdin.write(line)
-                self.process.stdin.flush()
+                self._sink.write(line)
+                self._sink.flush()
             except (OSError, ValueError):
                 return  # the verifier died or was stopped: finish() reports it
         try:
-            self.process.stdin.close()
+            self._sink.close()
+            if self.connection is not None:
+                self.connection.shutdown(socket.SHUT_WR)  # end of this notebook's records
         except (OSError, ValueError):
             pass
 
@@ -123,30 +157,72 @@ class VerifierSession:
             self.sent[grade_id] = line
 
     def stop(self) -> None:
+        """Stop this notebook's verifier: its own process, or its connection to the serving one
+        (which then answers nobody and takes the next connection)."""
         self._lines.put(None)
-        self.process.kill()
-        self.process.wait()
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+        else:
+            self.connection.close()
+
+    def _stop_server(self) -> None:
+        """A serving verifier that no longer answers is stopped; the worker starts a new one."""
+        if self.server_pid:
+            try:
+                os.kill(self.server_pid, signal.SIGKILL)
+            except OSError:
+                pass
+        self.connection.close()
 
     def finish(self, timeout: float = 900) -> tuple[dict | None, str]:
         """``(verdicts, "")``, or ``(None, what went wrong)`` when the verifier crashed, timed out
         (``timeout`` seconds after this call) or answered something unreadable."""
-        self._lines.put(None)  # end of input: the verifier answers, then exits
-        try:
-            returncode = self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.stop()
-            return None, f"the verifier timed out after {timeout:g} s"
-        for thread in self._threads[1:]:
-            thread.join(30)
-        if returncode != 0:
-            how = f"killed by signal {-returncode}" if returncode < 0 else f"exit code {returncode}"
-            last = ("".join(self._stderr).strip().splitlines() or [""])[-1][:300]
-            return None, f"the verifier crashed ({how}{': ' + last if last else ''})"
+        self._lines.put(None)  # end of input: the verifier answers (and its own process exits)
+        if self.process is not None:
+            try:
+                returncode = self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.stop()
+                return None, f"the verifier timed out after {timeout:g} s"
+            for thread in self._threads[1:]:
+                thread.join(30)
+            if returncode != 0:
+                last = ("".join(self._stderr).strip().splitlines() or [""])[-1][:300]
+                return None, f"the verifier crashed ({_how_it_ended(returncode)}{': ' + last if last else ''})"
+        else:
+            self._threads[1].join(timeout)
+            if self._threads[1].is_alive():
+                self._stop_server()
+                return None, f"the verifier timed out after {timeout:g} s"
+            self.connection.close()
+            if not self._stdout:
+                return None, f"the verifier crashed ({_server_end(self.server_pid)})"
         try:
             verdicts = json.loads("".join(self._stdout))
         except ValueError:
             return None, "the verifier's answer could not be read"
-        return (verdicts, "") if isinstance(verdicts, dict) else (None, "the verifier's answer could not be read")
+        if not isinstance(verdicts, dict) or "error" in verdicts:
+            why = verdicts.get("error", "") if isinstance(verdicts, dict) else ""
+            return None, "the verifier's answer could not be read" + (f" ({str(why)[:300]})" if why else "")
+        return verdicts, ""
+
+
+def _how_it_ended(returncode: int) -> str:
+    return f"killed by signal {-returncode}" if returncode < 0 else f"exit code {returncode}"
+
+
+def _server_end(pid: int | None) -> str:
+    """How the serving verifier ended, as far as Linux tells a process that is not its parent
+    (an ended process stays in /proc until the worker that started it reaps it)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        if fields[0] in ("Z", "X"):  # ended; exit_code is the 52nd field of the whole line
+            status = int(fields[49])
+            return _how_it_ended(-(status & 0x7F) if status & 0x7F else status >> 8)
+    except (OSError, ValueError, IndexError, TypeError):
+        pass
+    return "it closed the connection without an answer"
 
 
 def verifier_timeout() -> float:

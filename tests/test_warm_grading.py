@@ -1,0 +1,122 @@
+"""A warm grading worker (unet_grader.warm): kept processes, fresh kernels, the same grades.
+
+* Warm grading gives the grades of grading from scratch (UNET_COURSE_WARM=off: a fresh
+  nbgrader and a verifier of its own), for a correct and a wrong submission in turn; its
+  nbgrader and verifier are reused between them, nothing else is left running.
+* A serving verifier that died between submissions is replaced; the student never notices.
+* A submission past the time limit is stopped with its kernel; the worker grades the next one.
+* The kept processes end with the worker that started them (killed, as a Dask worker can be).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from processes import alive, descendants
+
+from conftest import ROOT
+from unet_grader import warm
+from unet_grader.batch import grade_one
+from unet_grader.coursedir import DB_ENV, as_course, copy_course
+from unet_grader.examples import make_submission, write_submission
+from unet_grader.release import release
+
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(not warm.enabled(), reason="warm grading needs os.fork")]
+
+
+@pytest.fixture(scope="module")
+def course(tmp_path_factory):
+    saved = os.environ.pop(DB_ENV, None)
+    try:
+        root = copy_course(tmp_path_factory.mktemp("warm") / "course", ROOT)
+        release(root)
+        notebooks = as_course(root).release_notebook(), as_course(root).source_notebook()
+        write_submission(make_submission(*notebooks), root, "alice")
+        write_submission(make_submission(*notebooks, mistakes=("concat_order",)), root, "bob")
+        yield root
+    finally:
+        warm.stop()
+        if saved is not None:
+            os.environ[DB_ENV] = saved
+
+
+def _kept() -> tuple[int, int]:
+    grader = warm.grader()
+    return grader._nbgrader.pid, grader._verifier.pid
+
+
+def _left_running() -> dict:
+    """Processes under this one other than the kept two: a kernel, an nbgrader run, a verifier of its own."""
+    kept = set(_kept())
+    return {pid: argv for pid, argv in descendants().items() if pid not in kept}
+
+
+def _outcome(result) -> tuple:
+    return result.scores, result.problems, result.failure
+
+
+def test_warm_grading_gives_the_grades_of_grading_from_scratch(course, monkeypatch):
+    warm.stop()
+    alice = grade_one(course, "alice")
+    kept = _kept()
+    bob = grade_one(course, "bob")
+    assert _kept() == kept, "the warm nbgrader and the serving verifier are kept between submissions"
+    assert not _left_running(), _left_running()
+    assert alice.total == (100.0, 100.0) and not alice.problems and alice.failure is None
+    assert bob.total == (75.0, 100.0) and any("concatenation order" in p for p in bob.problems), bob.problems
+
+    monkeypatch.setenv(warm.WARM_ENV, "off")
+    assert _outcome(grade_one(course, "bob")) == _outcome(bob)
+
+
+def _started() -> tuple[int, int]:
+    grader = warm.grader()
+    grader._ensure_verifier()
+    grader._ensure_nbgrader()
+    return _kept()
+
+
+def test_a_verifier_that_died_between_submissions_is_replaced(course):
+    nbgrader, verifier = _started()
+    os.kill(verifier, signal.SIGKILL)
+    warm.grader()._verifier.wait(30)  # ended (had the next grading come sooner, its connection would be
+    result = grade_one(course, "bob")  # refused and its notebook would start a verifier of its own)
+    assert result.failure is None and result.total == (75.0, 100.0), result.problems
+    assert _kept()[0] == nbgrader and _kept()[1] != verifier
+
+
+def test_a_submission_past_the_time_limit_is_stopped_with_its_kernel(course, monkeypatch):
+    _started()
+    monkeypatch.setenv("UNET_COURSE_STUDENT_TIMEOUT", "3")  # less than the kernel needs to start
+    started = time.monotonic()
+    result = grade_one(course, "alice")
+    assert result.failure == "grading took longer than 3 s and was stopped" and result.total == (0.0, 100.0)
+    assert time.monotonic() - started < 30
+    deadline = time.monotonic() + 10
+    while _left_running() and time.monotonic() < deadline:  # the kernel's sandbox ends with its parent
+        time.sleep(0.2)
+    assert not _left_running(), _left_running()
+    monkeypatch.delenv("UNET_COURSE_STUDENT_TIMEOUT")
+    assert grade_one(course, "alice").total == (100.0, 100.0)
+
+
+def test_the_kept_processes_end_with_their_worker():
+    worker = subprocess.Popen(
+        [sys.executable, "-c", "from unet_grader import warm\ng = warm.grader()\ng._ensure_verifier()\n"
+         "g._ensure_nbgrader()\nprint(g._nbgrader.pid, g._verifier.pid, flush=True)\nimport time\ntime.sleep(600)"],
+        cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        kept = [int(pid) for pid in worker.stdout.readline().split()]
+        assert len(kept) == 2 and all(alive(pid) for pid in kept)
+    finally:
+        worker.kill()  # no atexit, no clean-up: as a worker killed by the out-of-memory killer
+        worker.wait()
+    deadline = time.monotonic() + 30
+    while any(alive(pid) for pid in kept) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(alive(pid) for pid in kept)
