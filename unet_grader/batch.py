@@ -163,12 +163,13 @@ def _record_failure(course: Course, student: str, error: BaseException) -> Stude
 
 
 def autograde(course, students: list[str] | None = None, progress: bool = True,
-              workers: int = 1, scheduler: str | None = None) -> list[StudentResult]:
+              workers: int = 1, scheduler: str | None = None, done=None) -> list[StudentResult]:
     """Autograde every submission; one failure never stops the batch.
 
     One task per submission (:mod:`unet_grader.cluster`): graded here one at a time, on a local
     Dask cluster of ``workers`` processes, or on the Dask cluster at ``scheduler``
-    (``tcp://host:port``), whose workers write to the shared gradebook.
+    (``tcp://host:port``), whose workers write to the shared gradebook. ``done``, if given, is
+    called with each result as it arrives (the benchmark times them).
     """
     from tqdm.auto import tqdm
 
@@ -209,5 +210,7 @@ def autograde(course, students: list[str] | None = None, progress: bool = True,
             else:  # the task itself failed (e.g. its workers kept dying): zeros and the reason, here
                 forget_previous_attempt(course, student)
                 results[student] = _record_failure(course, student, outcome)
+            if done is not None:
+                done(results[student])
             bar.update()
     return [results[student] for student in students]
