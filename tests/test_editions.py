@@ -192,6 +192,7 @@ def test_the_public_checks_speak_chinese_hints_included(monkeypatch):
 
 @pytest.mark.slow
 def test_the_same_code_gets_the_same_scores_in_both_editions_with_chinese_feedback(tmp_path):
+    from unet_grader.batch import grade_one
     from unet_grader.coursedir import copy_course, nbgrader
     from unet_grader.examples import make_submission, write_submission
     from unet_grader.release import release
@@ -205,8 +206,11 @@ def test_the_same_code_gets_the_same_scores_in_both_editions_with_chinese_feedba
         release_nb = course / "assignments" / ASSIGNMENT / NOTEBOOK
         source = course / "solutions" / ASSIGNMENT / NOTEBOOK
         write_submission(make_submission(release_nb, source, mistakes=mistakes), course, "student")
-        run = nbgrader(course, "autograde", ASSIGNMENT, "--force", check=False)
-        assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+        if name == "en":  # plain nbgrader, with a verifier of its own
+            run = nbgrader(course, "autograde", ASSIGNMENT, "--force", check=False)
+            assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+        else:  # the course's batch: this process's warm grader, whose verifier was started in English
+            grade_one(course, "student")
         results[name] = read_result(course, "student")
         results[name + "_course"] = course
     assert results["zh"].scores == results["en"].scores

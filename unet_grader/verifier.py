@@ -28,10 +28,8 @@ import os
 import sys
 from collections import OrderedDict
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
-from unet_course.i18n import _  # noqa: E402
-from unet_grader import assignment  # noqa: E402 - after the log level
+from unet_course.i18n import _, language
+from unet_grader import assignment
 
 ALLOWED_LAYERS = {
     "InputLayer", "Conv2D", "Conv2DTranspose", "MaxPooling2D", "Dropout", "Concatenate", "Activation",
@@ -148,7 +146,7 @@ def verdict(kind: str, hidden: bool, records: list) -> list[str]:
         if record.get("config") is None:
             problems += [f"[{case.title}] {p}" for p in _clean(record.get("problems")) or [_("the block could not be built")]]
             break
-        key = (kind, hidden, index, json.dumps(record["config"], sort_keys=True))
+        key = (language(), kind, hidden, index, json.dumps(record["config"], sort_keys=True))
         if key not in _VERDICTS:
             keras.backend.clear_session(free_memory=False)
             try:
@@ -183,13 +181,29 @@ def verdicts(cells: dict) -> dict:
             for grade_id, spec in cells.items()}
 
 
+LANGUAGE_KEY = "_language"  # a line {"_language": "zh_CN"}: the notebook's course speaks that language
+
+
 def answer(lines) -> dict:
     """Verdicts for one notebook: JSON lines of ``{grade_id: spec}`` (a later line for a grade id
-    replaces an earlier one), each checked as it arrives."""
+    replaces an earlier one), each checked as it arrives, in the language its first line names
+    (the grader's: a Chinese edition's nbgrader_config.py sets it); the process's own afterwards."""
+    from unet_course import i18n
+
+    before = os.environ.get(i18n.LANGUAGE_ENV)
     results = {}
-    for line in lines:
-        if line.strip():
-            results.update(verdicts(json.loads(line)))
+    try:
+        for line in lines:
+            if line.strip():
+                cells = json.loads(line)
+                if LANGUAGE_KEY in cells:
+                    os.environ[i18n.LANGUAGE_ENV] = str(cells.pop(LANGUAGE_KEY))[:20]
+                results.update(verdicts(cells))
+    finally:
+        if before is None:
+            os.environ.pop(i18n.LANGUAGE_ENV, None)
+        else:
+            os.environ[i18n.LANGUAGE_ENV] = before
     return results
 
 
@@ -236,6 +250,7 @@ def _warm_up() -> None:
 
 def main(argv=None) -> int:
     """One notebook on standard input, its verdicts on standard output; or ``--serve SOCKET``."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--serve"] and len(argv) == 2:
         serve(argv[1])

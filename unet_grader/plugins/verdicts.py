@@ -29,8 +29,9 @@ from nbformat.v4 import new_output
 from nbgrader.preprocessors import NbGraderPreprocessor
 
 from unet_course.evidence import EVIDENCE_MIME, failure_message
-from unet_course.i18n import _
+from unet_course.i18n import _, language
 from unet_grader.assignment import TEST_CELL
+from unet_grader.verifier import LANGUAGE_KEY
 from unet_grader.plugins.reading import GRADING_FAILURE, METADATA, UNREADABLE
 
 VERIFIER_TIMEOUT_ENV = "UNET_COURSE_VERIFIER_TIMEOUT"
@@ -99,6 +100,8 @@ class VerifierSession:
             self._threads.append(threading.Thread(target=self._drain, args=(errors, self._stderr), daemon=True))
         for thread in self._threads:
             thread.start()
+        # The verdicts speak this grading's language (a serving verifier serves every course).
+        self._lines.put(json.dumps({LANGUAGE_KEY: language()}) + "\n")
 
     @staticmethod
     def _connect(address: str):
