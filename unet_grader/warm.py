@@ -132,7 +132,8 @@ class WarmGrader:
             raise
         if reply is None:  # past the limit: the child, its kernel and all it started
             _kill_group(pid)
-            self._read_reply(60)
+            if self._read_reply(60) is None:  # no word of it even then: start afresh next time
+                self._nbgrader.kill()
         output = log.read_text(errors="replace") if log.exists() else ""
         if reply is None:
             raise subprocess.TimeoutExpired(["nbgrader", *args], timeout, output=output)
