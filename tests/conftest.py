@@ -37,6 +37,22 @@ def make_course(tmp_path):
     return make
 
 
+def released_course(where: Path) -> Path:
+    """A copy of the course at ``where``, released into its own SQLite gradebook (whatever
+    UNET_COURSE_DB_URL this process has)."""
+    from unet_grader.coursedir import DB_ENV, copy_course
+    from unet_grader.release import release
+
+    saved = os.environ.pop(DB_ENV, None)
+    try:
+        course = copy_course(where, ROOT)
+        release(course)
+    finally:
+        if saved is not None:
+            os.environ[DB_ENV] = saved
+    return course
+
+
 @pytest.hookimpl(tryfirst=True, hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     """Keep each phase's report on the test item, so fixtures can tell a failure (screenshots)."""

@@ -27,7 +27,7 @@ import hostile_cases as hostile
 import pytest
 from processes import descendants
 
-from conftest import ROOT
+from conftest import ROOT, released_course
 from unet_grader import batch, cluster
 from unet_grader.cluster import grade_task as cluster_grade_task
 from unet_grader.assignment import ASSIGNMENT
@@ -44,14 +44,7 @@ slow = pytest.mark.slow
 @pytest.fixture(scope="module")
 def released(tmp_path_factory):
     """A released course with its SQLite gradebook, copied by each test (a release takes seconds)."""
-    saved = os.environ.pop(DB_ENV, None)
-    try:
-        course = copy_course(tmp_path_factory.mktemp("released") / "course", ROOT)
-        release(course)
-    finally:
-        if saved is not None:
-            os.environ[DB_ENV] = saved
-    return course
+    return released_course(tmp_path_factory.mktemp("released") / "course")
 
 
 def _fresh(released: Path, where: Path, *correct: str) -> Path:

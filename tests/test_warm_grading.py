@@ -19,30 +19,23 @@ import time
 import pytest
 from processes import alive, descendants
 
-from conftest import ROOT
+from conftest import ROOT, released_course
 from unet_grader import warm
 from unet_grader.batch import grade_one
-from unet_grader.coursedir import DB_ENV, as_course, copy_course
+from unet_grader.coursedir import as_course
 from unet_grader.examples import make_submission, write_submission
-from unet_grader.release import release
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not warm.enabled(), reason="warm grading needs os.fork")]
 
 
 @pytest.fixture(scope="module")
 def course(tmp_path_factory):
-    saved = os.environ.pop(DB_ENV, None)
-    try:
-        root = copy_course(tmp_path_factory.mktemp("warm") / "course", ROOT)
-        release(root)
-        notebooks = as_course(root).release_notebook(), as_course(root).source_notebook()
-        write_submission(make_submission(*notebooks), root, "alice")
-        write_submission(make_submission(*notebooks, mistakes=("concat_order",)), root, "bob")
-        yield root
-    finally:
-        warm.stop()
-        if saved is not None:
-            os.environ[DB_ENV] = saved
+    root = released_course(tmp_path_factory.mktemp("warm") / "course")
+    notebooks = as_course(root).release_notebook(), as_course(root).source_notebook()
+    write_submission(make_submission(*notebooks), root, "alice")
+    write_submission(make_submission(*notebooks, mistakes=("concat_order",)), root, "bob")
+    yield root
+    warm.stop()
 
 
 def _kept() -> tuple[int, int]:

@@ -21,7 +21,7 @@ import warnings
 from dataclasses import dataclass, field
 
 from unet_grader.assignment import ASSIGNMENT, EXERCISES, NOTEBOOK
-from unet_grader.coursedir import Course, CourseError, as_course, nbgrader, path_with_scripts
+from unet_grader.coursedir import Course, CourseError, as_course, nbgrader, nbgrader_environment, path_with_scripts
 
 
 def student_timeout() -> int:
@@ -104,8 +104,7 @@ def run_autograde(course: Course, student: str) -> subprocess.CompletedProcess:
     args = ["autograde", ASSIGNMENT, f"--student={student}", "--force"]
     if not warm.enabled():
         return nbgrader(course.root, *args, check=False, timeout=student_timeout())
-    env = dict(os.environ, PYTHONWARNINGS="ignore", PATH=path_with_scripts(os.environ.get("PATH", "")))
-    return warm.grader().autograde(course.root, args, env, student_timeout())
+    return warm.grader().autograde(course.root, args, nbgrader_environment(), student_timeout())
 
 
 def grade_one(course: Course, student: str) -> StudentResult:

@@ -1,6 +1,7 @@
 """Where things are in a course folder: every path comes from nbgrader's ``CourseDirectory``,
 configured by the course's own ``nbgrader_config.py`` (so renamed folders just work), and every
-nbgrader command runs through :func:`run_nbgrader`."""
+nbgrader command runs in :func:`nbgrader_environment`: through :func:`run_nbgrader`, or forked from a
+grading worker's warm nbgrader (:mod:`unet_grader.warm`)."""
 
 from __future__ import annotations
 
@@ -113,12 +114,16 @@ def path_with_scripts(path: str) -> str:
     return path if path.split(os.pathsep)[:1] == [scripts] else scripts + os.pathsep + path
 
 
-def run_nbgrader(course, *args: str, timeout: float | None = None) -> subprocess.CompletedProcess:
-    """Run the real nbgrader CLI in a course folder (a CompletedProcess; the caller checks it).
+def nbgrader_environment() -> dict:
+    """The environment nbgrader commands run in: this one, without Python warnings, and with this
+    environment's scripts first on PATH (nbgrader runs ``alembic``, the gradebook migrations, from it)."""
+    return dict(os.environ, PYTHONWARNINGS="ignore", PATH=path_with_scripts(os.environ.get("PATH", "")))
 
-    nbgrader runs ``alembic`` (gradebook migrations) from PATH: this environment's scripts go first.
-    """
-    env = dict(os.environ, PYTHONWARNINGS="ignore", PATH=path_with_scripts(os.environ.get("PATH", "")))
+
+def run_nbgrader(course, *args: str, timeout: float | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run the real nbgrader CLI in a course folder (a CompletedProcess; the caller checks it), in
+    ``env`` (default: :func:`nbgrader_environment`)."""
+    env = nbgrader_environment() if env is None else env
     return subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=course, env=env,
                           capture_output=True, text=True, timeout=timeout)
 

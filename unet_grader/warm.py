@@ -68,13 +68,13 @@ class WarmGrader:
     def _ensure_verifier(self) -> None:
         if self._verifier is not None and self._verifier.poll() is None:
             return
+        from unet_grader.plugins.verdicts import verifier_command
+
         self.socket.unlink(missing_ok=True)
-        limit = ["prlimit", f"--as={8 * 2**30}", "--"] if shutil.which("prlimit") else []
         if self._verifier_log is None:
             self._verifier_log = open(self._folder / "verifier.log", "ab")
-        self._verifier = subprocess.Popen([*limit, sys.executable, "-m", "unet_grader.verifier", "--serve",
-                                           str(self.socket)], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                          stderr=self._verifier_log)
+        self._verifier = subprocess.Popen(verifier_command("--serve", str(self.socket)), stdin=subprocess.PIPE,
+                                          stdout=subprocess.DEVNULL, stderr=self._verifier_log)
         deadline = time.monotonic() + 60
         while not self.socket.exists():  # it listens before importing TensorFlow: a moment
             if self._verifier.poll() is not None or time.monotonic() > deadline:
@@ -82,11 +82,12 @@ class WarmGrader:
             time.sleep(0.02)
 
     def _ensure_nbgrader(self) -> None:
+        from unet_grader.coursedir import nbgrader_environment
+
         if self._nbgrader is not None and self._nbgrader.poll() is None:
             return
-        env = dict(os.environ, PYTHONWARNINGS="ignore")
         self._nbgrader = subprocess.Popen([sys.executable, "-m", "unet_grader.warm"], stdin=subprocess.PIPE,
-                                          stdout=subprocess.PIPE, env=env, text=True)
+                                          stdout=subprocess.PIPE, env=nbgrader_environment(), text=True)
         if self._nbgrader.stdout.readline().strip() != "ready":
             self._nbgrader.kill()
             raise RuntimeError("the warm nbgrader did not start")
@@ -99,6 +100,7 @@ class WarmGrader:
         be started the notebook starts its own, and if the warm nbgrader cannot (or stops) the
         submission is graded by a fresh ``nbgrader`` process.
         """
+        from unet_grader.coursedir import run_nbgrader
         from unet_grader.plugins.verdicts import VERIFIER_PID_ENV, VERIFIER_SOCKET_ENV
 
         with self._lock:
@@ -113,8 +115,7 @@ class WarmGrader:
                 return self._forked(course_root, args, env, timeout)
             except (OSError, RuntimeError, ValueError) as error:
                 LOG.warning("grading with a fresh nbgrader process: %s", error)
-            return subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=course_root, env=env,
-                                  capture_output=True, text=True, timeout=timeout)
+            return run_nbgrader(course_root, *args, timeout=timeout, env=env)
 
     def _forked(self, course_root: Path, args: list[str], env: dict, timeout: float) -> subprocess.CompletedProcess:
         log = self._folder / "nbgrader.log"

@@ -56,6 +56,13 @@ def test_cell_spec(cell) -> tuple[str, dict] | None:
     return match.group(0), {"kind": match.group(1), "hidden": match.group(2) == "hidden", "records": records}
 
 
+def verifier_command(*args: str) -> list[str]:
+    """How a verifier process starts: memory-limited where util-linux's prlimit exists (Linux),
+    plain elsewhere (macOS)."""
+    limit = ["prlimit", f"--as={8 * 2**30}", "--"] if shutil.which("prlimit") else []
+    return [*limit, sys.executable, "-m", "unet_grader.verifier", *args]
+
+
 class VerifierSession:
     """The verifier for one notebook: each test cell's records are sent as soon as the cell has
     run, and checked while the kernel goes on (JSON lines in, one verdict object out).
@@ -83,10 +90,8 @@ class VerifierSession:
             sink, errors = self.connection.makefile("w", encoding="utf-8"), None
             answers = self.connection.makefile("r", encoding="utf-8")
         else:
-            # Memory-limited where util-linux's prlimit exists (Linux); plain elsewhere (macOS).
-            limit = ["prlimit", f"--as={8 * 2**30}", "--"] if shutil.which("prlimit") else []
             self.process = subprocess.Popen(
-                [*limit, sys.executable, "-m", "unet_grader.verifier"],
+                verifier_command(),
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             sink, answers, errors = self.process.stdin, self.process.stdout, self.process.stderr
         self._sink = sink
