@@ -167,3 +167,24 @@ def test_skip_connections_are_found_in_either_concatenation_order_and_drawn():
     fig = show_skip_connections(tiny(False), np.random.default_rng(0).random((16, 16, 3)), show=False)
     titles = [ax.get_title() for ax in fig.axes]
     assert titles == ["input frame", "skip from the encoder 16x16x4", "decoder, upsampled 16x16x4"]
+
+
+def test_prediction_strip_keeps_one_prediction_per_epoch_and_draws_evenly_spaced_ones():
+    """The strip predicts the same frame before training and after each epoch (training changes it),
+    and draws the first and last of them with evenly spaced ones between."""
+    inputs = keras.Input((16, 16, 3))
+    model = keras.Model(inputs, keras.layers.Conv2D(3, 1)(inputs))
+    model.compile(keras.optimizers.Adam(0.5), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    rng = np.random.default_rng(0)
+    images = rng.random((4, 16, 16, 3)).astype("float32")
+    masks = (images[..., :1] * 3).astype("int32").clip(0, 2)  # learnable from the pixels themselves
+    strip = visualize.PredictionStrip(images[0], masks[0], CARLA, max_panels=4)
+    model.fit(images, masks, epochs=7, verbose=0, callbacks=[strip])
+    titles = [title for title, _ in strip.predictions]
+    assert titles == ["before training"] + [f"after epoch {i}" for i in range(1, 8)]
+    assert not np.array_equal(strip.predictions[0][1], strip.predictions[-1][1])  # it learned something
+    fig = strip.show(show=False)
+    shown = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert shown == ["Input image", "True mask", "before training", "after epoch 2", "after epoch 5", "after epoch 7"]
+    with pytest.raises(ValueError, match="model.fit"):
+        visualize.PredictionStrip(images[0]).show(show=False)

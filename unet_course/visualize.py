@@ -172,6 +172,55 @@ def plot_history(history, show: bool = True) -> PlotFigure:
     return fig
 
 
+class PredictionStrip(tf.keras.callbacks.Callback):
+    """Watch one fixed frame learn: its prediction before training and after every epoch.
+
+    Pass it to ``model.fit(..., callbacks=[strip])``, then ``strip.show()`` draws the frame, its
+    true mask and one predicted mask per epoch (at most ``max_panels`` of them, evenly spaced).
+    """
+
+    def __init__(self, image, true_mask=None, info: DatasetInfo = SYNTHETIC, max_panels: int = 6):
+        super().__init__()
+        self.image = np.asarray(_as_array(image), dtype=np.float32)
+        self.true_mask, self.info, self.max_panels = true_mask, info, max_panels
+        self.predictions: list[tuple[str, np.ndarray]] = []
+
+    def _predict(self, title: str) -> None:
+        logits = self.model(self.image[np.newaxis], training=False)
+        self.predictions.append((title, _ids(create_mask(logits))))
+
+    def on_train_begin(self, logs=None):
+        if not self.predictions:  # a second fit() on the same strip continues it
+            self._predict("before training")
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._predict(f"after epoch {len(self.predictions)}")
+
+    def show(self, show: bool = True) -> PlotFigure:
+        """The strip: image, true mask (if given), then the predictions, oldest first."""
+        if not self.predictions:
+            raise ValueError("no predictions yet: pass the strip to model.fit(callbacks=[...]) first")
+        chosen = self.predictions
+        if len(chosen) > self.max_panels:  # keep the first and the last, evenly spaced between
+            picks = np.unique(np.linspace(0, len(chosen) - 1, self.max_panels).round().astype(int))
+            chosen = [chosen[i] for i in picks]
+        panels = [("Input image", _rgb(self.image))]
+        shown_ids: set[int] = set()
+        masks = ([("True mask", _ids(self.true_mask))] if self.true_mask is not None else []) + chosen
+        for title, ids in masks:
+            panels.append((title, colorize(ids, self.info)))
+            shown_ids.update(np.unique(ids).tolist())
+        fig, axes = _figure(len(panels), len(shown_ids))
+        fig.set_size_inches(2.6 * len(panels), fig.get_size_inches()[1] * 0.8)
+        for ax, (title, picture) in zip(axes, panels):
+            ax.imshow(picture, interpolation="nearest")
+            ax.set_title(title, fontsize="medium")
+        _legend(fig, self.info, shown_ids)
+        if show:
+            fig.show_in_notebook()
+        return fig
+
+
 def _producer(tensor):
     """The layer that made a symbolic tensor (None for a model input)."""
     history = getattr(tensor, "_keras_history", None)
