@@ -29,7 +29,10 @@ editions: venv  ## regenerate the Chinese edition (editions/zh-CN) from the Engl
 clean:  ## remove nbgrader working folders and the gradebook (not .venv, not data/)
 	rm -rf submitted autograded feedback gradebook.db grades.csv runs
 
-notebooks: venv  ## re-execute the instructor notebooks (small setting) and save their outputs
+notebooks: venv  ## re-execute the notebooks, save their outputs: the solved assignment in its full setting (what readers see, minutes), the training story in the small one
+	env -u UNET_COURSE_SMALL $(PY) -m jupyter nbconvert --to notebook --execute --inplace \
+		--ExecutePreprocessor.timeout=3600 --ExecutePreprocessor.store_widget_state=False --ExecutePreprocessor.record_timing=False solutions/*/*.ipynb
 	UNET_COURSE_SMALL=1 $(PY) -m jupyter nbconvert --to notebook --execute --inplace \
-		--ExecutePreprocessor.timeout=1200 --ExecutePreprocessor.store_widget_state=False --ExecutePreprocessor.record_timing=False solutions/*/*.ipynb notebooks/*/*.ipynb
+		--ExecutePreprocessor.timeout=1200 --ExecutePreprocessor.store_widget_state=False --ExecutePreprocessor.record_timing=False notebooks/*/*.ipynb
 	$(PY) -m unet_grader release
+	$(PY) -m unet_grader editions

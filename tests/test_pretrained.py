@@ -40,3 +40,21 @@ def test_a_wrong_architecture_gets_a_clear_message_not_a_traceback():
         with pytest.raises(pretrained.ArchitectureMismatch, match="do not fit your unet_model"):
             pretrained.load_into(function)
     assert np.isfinite(pretrained.weights_path().stat().st_size)
+
+
+def test_weights_load_at_another_input_size_and_from_a_run_folder():
+    """Fully convolutional: the same weights at 128x160 give logits of that size, loaded from a run
+    folder given by its path (as the CamVid notebook does); a size that does not divide by 16 is refused
+    before anything is built, with the reason."""
+    from pathlib import Path
+
+    folder = Path(pretrained.weights_path()).parent
+    model, meta = pretrained.load_into(unet_model, folder, input_size=(128, 160))
+    assert model.input_shape == (None, 128, 160, 3) and model.output_shape == (None, 128, 160, 23)
+    small, _ = pretrained.load_into(unet_model)
+    for big_weight, small_weight in zip(model.get_weights(), small.get_weights()):
+        np.testing.assert_array_equal(big_weight, small_weight)
+    with pytest.raises(ValueError, match="divide by 16"):
+        pretrained.load_into(unet_model, folder, input_size=(360, 480))
+    with pytest.raises(FileNotFoundError):
+        pretrained.load_into(unet_model, folder / "missing.weights.h5")

@@ -124,12 +124,22 @@ def export_weights(model: keras.Model, path, meta: dict) -> Path:
     return path
 
 
-def load_trained_model(path, unet_model=None) -> tuple[keras.Model, dict]:
+def check_input_size(input_size) -> tuple[int, int]:
+    """``(H, W)`` of ``input_size`` if the U-Net can take it: both sides must divide by 16."""
+    height, width = (int(side) for side in input_size[:2])
+    if height % 16 or width % 16 or height <= 0 or width <= 0:
+        raise ValueError(f"input size {height}x{width}: both sides must divide by 16 (four 2x2 poolings and four"
+                         " 2x upsamplings must meet the skip connections again)")
+    return height, width
+
+
+def load_trained_model(path, unet_model=None, input_size=None) -> tuple[keras.Model, dict]:
     """``(model, meta)`` from a weights file (float16 export or float32) and its ``model.json``.
 
     The model is a float32 U-Net built by ``unet_model`` (a student's own function, or by default
     the course's reference); it outputs logits for images scaled to [0, 1]. The weights load only
-    into the assignment's architecture.
+    into the assignment's architecture. The U-Net is fully convolutional, so ``input_size``
+    ``(H, W)`` may differ from the training size as long as both sides divide by 16.
     """
     path = Path(path)
     if path.is_dir():
@@ -137,6 +147,8 @@ def load_trained_model(path, unet_model=None) -> tuple[keras.Model, dict]:
         path = path / meta.get("weights_file", "weights.weights.h5")
     else:
         meta = json.loads(meta_path(path).read_text())
+    if input_size is not None:
+        meta = {**meta, "input_size": [*check_input_size(input_size), meta["input_size"][2]]}
     model = _float32_unet(meta, unet_model)
     with tempfile.TemporaryDirectory() as tmp:
         full = Path(tmp) / "full.weights.h5"

@@ -18,6 +18,13 @@ class ArchitectureMismatch(ValueError):
 
 
 def weights_path(name: str = "synthetic") -> Path:
+    """The shipped weights called ``name``, or a run folder / weights file given by its path."""
+    given = Path(name)
+    if given.is_dir() or given.suffix == ".h5":
+        path = given / "weights.weights.h5" if given.is_dir() else given
+        if not path.is_file():
+            raise FileNotFoundError(f"no weights file at {path}")
+        return path
     path = WEIGHTS / name / "weights.weights.h5"
     if not path.is_file():
         raise FileNotFoundError(f"no shipped weights named {name!r} (looked for {path})")
@@ -31,16 +38,20 @@ def metrics(name: str = "synthetic") -> dict:
     return json.loads((weights_path(name).parent / "metrics.json").read_text())
 
 
-def load_into(unet_model, name: str = "synthetic"):
-    """``(model, meta)``: a model built by ``unet_model`` (yours) holding the shipped weights.
+def load_into(unet_model, name: str = "synthetic", input_size=None):
+    """``(model, meta)``: a model built by ``unet_model`` (yours) holding the shipped weights
+    (``name``: shipped weights, or a run folder such as ``models/camvid_unet``), optionally at
+    another ``input_size`` (H, W) whose sides divide by 16.
 
     Raises :class:`ArchitectureMismatch` with the reason when your architecture differs.
     """
-    from unet_course.evaluate import load_trained_model
+    from unet_course.evaluate import check_input_size, load_trained_model
 
     path = weights_path(name)
+    if input_size is not None:
+        check_input_size(input_size)
     try:
-        return load_trained_model(path, unet_model=unet_model)
+        return load_trained_model(path, unet_model=unet_model, input_size=input_size)
     except Exception as error:  # noqa: BLE001 - whatever the student's function does, say it plainly
         first = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
         raise ArchitectureMismatch(
