@@ -9,6 +9,7 @@ it fails.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from unet_course import pretrained
 from unet_grader.examples import make_submission
 
 from conftest import RELEASE_NOTEBOOK, ROOT, SOURCE_NOTEBOOK
@@ -165,6 +167,13 @@ def test_solved_assignment_runs_shows_plots_and_widget_and_validates(lab, page):
     _assert_no_traceback(page)
     assert page.get_by_text("All tests passed").count() >= 3
     assert page.locator(".jp-RenderedImage img").count() >= 5, "the plots are not shown"
+
+    # the shipped weights load into the student's own unet_model and segment as well as stated
+    assert page.get_by_text("the trained weights fit your unet_model").count() == 1
+    scores = page.locator(".jp-OutputArea-output", has_text="validation frames: mIoU").first.inner_text()
+    shown_miou = float(re.search(r"mIoU (\d\.\d+)", scores).group(1))
+    stated_miou = pretrained.metrics()["val_miou"]
+    assert shown_miou > stated_miou - 0.1, (shown_miou, stated_miou, scores)
 
     explorer = page.locator(".jupyter-widgets img").first
     explorer.wait_for(timeout=60_000)

@@ -92,6 +92,24 @@ def test_a_gpu_means_mixed_float16_whatever_the_cpu(flags):
     assert choose_precision(flags, gpus=4) == ("mixed_float16", "auto: TensorFlow sees 4 GPUs; float16 runs natively there")
 
 
+@pytest.mark.parametrize("isa, policy", [
+    ("AVX2", "float32"), ("avx512_core", "float32"), ("AVX512_CORE_VNNI", "float32"),  # oneDNN kept below bf16
+    ("AVX512_CORE_BF16", "mixed_bfloat16"), ("AVX512_CORE_AMX", "mixed_bfloat16"), ("ALL", "mixed_bfloat16"),
+    ("", "mixed_bfloat16"), (None, "mixed_bfloat16"),
+])
+def test_a_onednn_isa_cap_below_bf16_means_float32_even_on_a_bf16_cpu(isa, policy, monkeypatch):
+    """ONEDNN_MAX_CPU_ISA caps TensorFlow's CPU kernels: under AVX512_CORE_BF16 they emulate bf16."""
+    assert choose_precision(SAPPHIRE_RAPIDS, gpus=0, onednn_max_isa=isa)[0] == policy
+    if isa is None:
+        monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    else:
+        monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", isa)
+    chosen, reason = resolve_precision("auto", cpu_flags=SAPPHIRE_RAPIDS, gpus=0)
+    assert chosen == policy
+    assert ("ONEDNN_MAX_CPU_ISA" in reason) == (policy == "float32")
+    assert choose_precision(ZEN3, gpus=0, onednn_max_isa=isa)[0] == "float32"
+
+
 def test_no_flags_at_all_macos_or_windows_means_float32():
     assert choose_precision(set(), gpus=0)[0] == "float32"
     assert choose_precision(frozenset({"neon", "bf16"}), gpus=0)[0] == "float32"  # ARM bf16 is not counted

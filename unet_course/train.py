@@ -105,20 +105,30 @@ class TrainConfig:
 
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 NATIVE_BF16_FLAGS = ("amx_bf16", "avx512_bf16")  # /proc/cpuinfo flags of CPUs with bf16 in hardware
+ONEDNN_ISA_ENV = "ONEDNN_MAX_CPU_ISA"  # oneDNN (TensorFlow's CPU kernels) uses no instruction set above this
+ONEDNN_BF16_ISAS = ("AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX512_CORE_AMX", "AVX512_CORE_AMX_FP16",
+                    "AVX10_1_512", "AVX10_1_512_AMX", "AVX10_1_512_AMX_FP16", "ALL", "DEFAULT")
 
 
-def choose_precision(cpu_flags: set[str] | frozenset[str], gpus: int) -> tuple[str, str]:
+def choose_precision(cpu_flags: set[str] | frozenset[str], gpus: int, onednn_max_isa: str | None = None
+                     ) -> tuple[str, str]:
     """What ``--precision auto`` means on a machine with these CPU flags and ``gpus`` GPUs:
     ``(policy, one-line reason)``.
 
     A GPU: ``mixed_float16`` (float16 tensor cores, loss scaling). A CPU with native bf16 (AMX or
     AVX512_BF16 in the flags): ``mixed_bfloat16``, about 3x float32. Any other CPU (AVX2-only x86
     such as AMD Zen 3, Apple or other ARM chips): ``float32``, because there bf16 is emulated and
-    several times slower than float32.
+    several times slower than float32. ``onednn_max_isa`` (the ``ONEDNN_MAX_CPU_ISA`` setting) caps
+    what TensorFlow's CPU kernels may use: below ``AVX512_CORE_BF16`` they emulate bf16 whatever the
+    CPU has, so ``float32`` it is.
     """
     if gpus > 0:
         return "mixed_float16", f"auto: TensorFlow sees {gpus} GPU{'s' if gpus > 1 else ''}; float16 runs natively there"
+    capped = onednn_max_isa and onednn_max_isa.strip().upper() not in ONEDNN_BF16_ISAS
     for flag in NATIVE_BF16_FLAGS:
+        if flag in cpu_flags and capped:
+            return "float32", (f"auto: the CPU has {flag}, but {ONEDNN_ISA_ENV}={onednn_max_isa} keeps TensorFlow's"
+                               " CPU kernels below bf16, so bf16 would be emulated and slow")
         if flag in cpu_flags:
             return "mixed_bfloat16", f"auto: the CPU has {flag}, native bf16"
     return "float32", ("auto: no native bf16 on this CPU (no avx512_bf16 or amx_bf16); "
@@ -150,7 +160,7 @@ def resolve_precision(requested: str, cpu_flags: set[str] | None = None, gpus: i
     if cpu_flags is None:
         cpu_flags = read_cpu_flags()
     if requested == "auto":
-        return choose_precision(cpu_flags, gpus)
+        return choose_precision(cpu_flags, gpus, os.environ.get(ONEDNN_ISA_ENV))
     reason = "as requested"
     if requested == "mixed_bfloat16" and not gpus and not any(f in cpu_flags for f in NATIVE_BF16_FLAGS):
         reason += "; this CPU has no native bf16 (no avx512_bf16 or amx_bf16), expect it slower than float32"
