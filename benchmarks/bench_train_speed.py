@@ -47,9 +47,10 @@ import tensorflow as tf  # noqa: E402
 from unet_course import data as data_lib  # noqa: E402
 from unet_course.datasets import CAMVID  # noqa: E402
 from unet_course.train import (  # noqa: E402
-    NATIVE_BF16_FLAGS,
+    ONEDNN_ISA_ENV,
     TrainConfig,
     build_model,
+    choose_precision,
     read_cpu_flags,
     resolve_precision,
 )
@@ -197,16 +198,18 @@ def main(argv=None) -> int:
 
     flags = cpu_flags()
     gpus = tf.config.list_physical_devices("GPU")
-    native_bf16 = any(f in flags for f in NATIVE_BF16_FLAGS)
+    onednn_cap = os.environ.get(ONEDNN_ISA_ENV) or None  # e.g. AVX2: TensorFlow's CPU kernels as on an AVX2 CPU
+    native_bf16 = choose_precision(set(flags), 0, onednn_cap)[0] == "mixed_bfloat16"
     auto_policy, auto_reason = resolve_precision("auto")
     configs = args.configs or default_configs(len(gpus), native_bf16)
     for name in configs:
         config_precision(name)  # fail now on a typo, not after the peaks
     report = {"cpu": cpu_name(), "cpu_flags": flags, "native_bf16": native_bf16, "gpus": [g.name for g in gpus],
-              "cores": os.cpu_count(), "tensorflow": tf.__version__,
+              "cores": os.cpu_count(), "tensorflow": tf.__version__, "onednn_max_cpu_isa": onednn_cap,
               "auto_precision": {"policy": auto_policy, "reason": auto_reason},
               "image_size": list(image_size), "batch_size": args.batch_size, "load_average_start": os.getloadavg()}
     print(f"CPU: {report['cpu']}, {report['cores']} cores; flags: {', '.join(flags) or 'none of ' + ', '.join(FLAGS_THAT_MATTER)}"
+          f"{f'; oneDNN capped at {onednn_cap} ({ONEDNN_ISA_ENV})' if onednn_cap else ''}"
           f" -> {'native' if native_bf16 else 'no native'} bf16; GPUs: {len(gpus)}; "
           f"load average {report['load_average_start'][0]:.1f}", flush=True)
     print(f"--precision auto here: {auto_policy} ({auto_reason})", flush=True)

@@ -1,0 +1,114 @@
+"""Where the CamVid recipe's gains come from: the classic lab's recipe and each part of the course's
+recipe removed in turn, all on the same hold-out street (0006R0), nothing chosen on it.
+
+Short runs (12 epochs at 144x192, about 10 minutes each on 2 cores with native bf16) so the whole
+table fits in one session; the classic row is that recipe in full (40 epochs at 96x128). Runs are
+resumable: a row whose run folder has ``metrics.json`` is not run again.
+
+    .venv/bin/python tools/camvid_ablation.py --data ../shared/data/camvid --run    # train what is missing
+    .venv/bin/python tools/camvid_ablation.py --table                                # write the table
+
+``--table`` writes ``models/camvid_unet/ablation.json`` (read by the training notebook) and prints the
+markdown table of ``models/camvid_unet/README.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RUNS = ROOT / "runs" / "ablation"
+OUT = ROOT / "models" / "camvid_unet" / "ablation.json"
+HOLDOUT = "0006R0"
+SHORT = ["--preset", "course", "--image-size", "144", "192", "--epochs", "12"]
+
+# (name, what the row changes, training options after the common ones)
+ROWS = [
+    ("course_144", "the course's recipe (short run: 12 epochs at 144x192)", SHORT),
+    ("no_augment", "without augmentation (no flips, zoom-and-crop or colour jitter)", SHORT + ["--no-augment"]),
+    ("no_weights", "without class weights (plain cross-entropy over the 11 classes)",
+     SHORT + ["--class-weights", "none"]),
+    ("no_decay", "without weight decay (Adam instead of AdamW)", SHORT + ["--weight-decay", "0"]),
+    ("constant_lr", "without the schedule (constant learning rate, no warm-up)",
+     SHORT + ["--schedule", "constant", "--warmup-epochs", "0"]),
+    ("classic", "the classic lab's recipe, in full (96x128, no augmentation, no class weights, constant lr, "
+                "40 epochs)", ["--preset", "classic"]),
+]
+
+
+def command(name: str, options: list[str], data: str) -> list[str]:
+    return [sys.executable, "-m", "unet_course.train", "--dataset", "camvid", "--data", data,
+            "--holdout-sequence", HOLDOUT, "--keep", "last", "--seed", "0", "--no-tensorboard",
+            "--out", str(RUNS / name), *options]
+
+
+def shown_command(name: str, options: list[str]) -> str:
+    """The row's command as a reader would type it."""
+    args = command(name, options, "data/camvid")[1:]
+    return "python " + " ".join(shlex.quote(a) for a in args).replace(str(ROOT) + "/", "")
+
+
+def run(data: str) -> None:
+    for name, _what, options in ROWS:
+        if (RUNS / name / "metrics.json").is_file():
+            print(f"{name}: done already")
+            continue
+        RUNS.mkdir(parents=True, exist_ok=True)
+        print(f"{name}: training ({shown_command(name, options)})", flush=True)
+        with (RUNS / f"{name}.log").open("w") as log:
+            subprocess.run(command(name, options, data), check=True, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+
+
+def table() -> dict:
+    rows = []
+    for name, what, options in ROWS:
+        path = RUNS / name / "metrics.json"
+        if not path.is_file():
+            print(f"{name}: not run yet ({path} missing)", file=sys.stderr)
+            continue
+        metrics = json.loads(path.read_text())
+        scores = metrics["val_native"] or metrics["val"]
+        config = metrics["config"]
+        rows.append({"name": name, "what": what, "command": shown_command(name, options),
+                     "epochs": metrics["epochs_done"], "image_size": config["image_size"],
+                     "precision": config["precision"], "miou": scores["miou"],
+                     "pixel_accuracy": scores["pixel_accuracy"], "per_class_iou": scores["per_class_iou"],
+                     "train_seconds": metrics.get("timings", {}).get("train_seconds_all_runs")})
+    return {"split": f"held-out sequence {HOLDOUT} (101 frames; nothing chosen on it; last epoch kept)",
+            "scored": "mIoU over the 11 classes at the labels' 360x480, void ignored", "rows": rows}
+
+
+def markdown(result: dict) -> str:
+    base = next((row["miou"] for row in result["rows"] if row["name"] == "course_144"), None)
+    lines = ["| recipe | epochs, input | mIoU | vs. the course's (short) | pixel acc. |", "|---|---|---|---|---|"]
+    for row in result["rows"]:
+        delta = "" if base is None or row["name"] == "course_144" else f"{row['miou'] - base:+.3f}"
+        lines.append(f"| {row['what']} | {row['epochs']}, {row['image_size'][0]}x{row['image_size'][1]} | "
+                     f"{row['miou']:.3f} | {delta} | {row['pixel_accuracy']:.3f} |")
+    lines += ["", "Commands (`--data` pointing at your CamVid folder):", ""]
+    lines += [f"* {row['name']}: `{row['command']}`" for row in result["rows"]]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default="data/camvid", help="CamVid folder (SegNet layout)")
+    parser.add_argument("--run", action="store_true", help="train the rows that have no metrics.json yet")
+    parser.add_argument("--table", action="store_true", help=f"write {OUT.relative_to(ROOT)} and print the table")
+    args = parser.parse_args(argv)
+    if args.run:
+        run(args.data)
+    if args.table:
+        result = table()
+        OUT.write_text(json.dumps(result, indent=1) + "\n")
+        print(markdown(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
