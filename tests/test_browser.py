@@ -169,9 +169,11 @@ def test_solved_assignment_runs_shows_plots_and_widget_and_validates(lab, page):
     assert page.locator(".jp-RenderedImage img").count() >= 5, "the plots are not shown"
 
     # the shipped weights load into the student's own unet_model and segment as well as stated
-    assert page.get_by_text("the trained weights fit your unet_model").count() == 1
-    scores = page.locator(".jp-OutputArea-output", has_text="validation frames: mIoU").first.inner_text()
-    shown_miou = float(re.search(r"mIoU (\d\.\d+)", scores).group(1))
+    assert page.locator(".jp-OutputArea-output", has_text="the trained weights fit your unet_model").count() == 1
+    scores = page.locator(".jp-OutputArea-output", has_text="validation frames: mIoU").first.text_content()
+    found = re.search(r"mIoU (\d\.\d+)", scores)
+    assert found, scores
+    shown_miou = float(found.group(1))
     stated_miou = pretrained.metrics()["val_miou"]
     assert shown_miou > stated_miou - 0.1, (shown_miou, stated_miou, scores)
 
