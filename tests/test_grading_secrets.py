@@ -50,6 +50,7 @@ with open("environment.txt", "a") as out:
 
 def test_kernel_env_passes_only_named_variables():
     grader = {"LANG": "de_DE.UTF-8", "TZ": "Europe/Berlin", "OMP_NUM_THREADS": "2", "UNET_COURSE_SMALL": "1",
+              "ONEDNN_MAX_CPU_ISA": "AVX2",
               DB_ENV: f"postgresql+psycopg2://grader:{PASSWORD}@db/unet", **SECRETS,
               "AWS_SECRET_ACCESS_KEY": f"aws-SECRET-{RUN}", "PATH": "/opt/evil/bin", "PYTHONPATH": "/opt/evil",
               "LD_PRELOAD": "/opt/evil.so", "HOME": "/root", "MPLCONFIGDIR": "/root/.mpl"}
@@ -57,8 +58,8 @@ def test_kernel_env_passes_only_named_variables():
 
     needed = {"HOME", "MPLCONFIGDIR", "PYTHONNOUSERSITE", "LANG", "PATH", RECORD_ENV, CASES_ENV}
     assert set(env) <= set(sandbox.PASSED_ENV) | needed, sorted(set(env) - set(sandbox.PASSED_ENV) - needed)
-    assert {name: env[name] for name in ("LANG", "TZ", "OMP_NUM_THREADS", "UNET_COURSE_SMALL")} == \
-        {name: grader[name] for name in ("LANG", "TZ", "OMP_NUM_THREADS", "UNET_COURSE_SMALL")}
+    assert {name: env[name] for name in ("LANG", "TZ", "OMP_NUM_THREADS", "UNET_COURSE_SMALL", "ONEDNN_MAX_CPU_ISA")} == \
+        {name: grader[name] for name in ("LANG", "TZ", "OMP_NUM_THREADS", "UNET_COURSE_SMALL", "ONEDNN_MAX_CPU_ISA")}
     assert env["HOME"] == "/tmp/kernel-home" and env["MPLCONFIGDIR"].startswith("/tmp/kernel-home")
     assert "/opt/evil" not in env["PATH"] and "PYTHONPATH" not in env and "LD_PRELOAD" not in env
     values = json.dumps(env)
