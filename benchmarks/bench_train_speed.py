@@ -78,11 +78,13 @@ def cpu_flags() -> list[str]:
     return [f for f in FLAGS_THAT_MATTER if f in have]
 
 
-def default_configs(gpus: int, native_bf16: bool) -> list[str]:
+def default_configs(gpus: int, native_bf16: bool, onednn_cap: str | None = None) -> list[str]:
     if gpus:
         return ["float32", "mixed_float16"]
     if native_bf16:
         return ["float32", "float32+jit", "mixed_bfloat16", "mixed_bfloat16+jit"]
+    if onednn_cap:  # oneDNN capped below bf16 aborts on a bf16 matmul (TensorFlow 2.21): float32 only
+        return ["float32", "float32+jit"]
     return ["float32", "float32+jit", "mixed_bfloat16"]  # emulated bf16: once, to show the cost
 
 
@@ -201,7 +203,7 @@ def main(argv=None) -> int:
     onednn_cap = os.environ.get(ONEDNN_ISA_ENV) or None  # e.g. AVX2: TensorFlow's CPU kernels as on an AVX2 CPU
     native_bf16 = choose_precision(set(flags), 0, onednn_cap)[0] == "mixed_bfloat16"
     auto_policy, auto_reason = resolve_precision("auto")
-    configs = args.configs or default_configs(len(gpus), native_bf16)
+    configs = args.configs or default_configs(len(gpus), native_bf16, onednn_cap)
     for name in configs:
         config_precision(name)  # fail now on a typo, not after the peaks
     report = {"cpu": cpu_name(), "cpu_flags": flags, "native_bf16": native_bf16, "gpus": [g.name for g in gpus],

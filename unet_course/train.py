@@ -128,7 +128,7 @@ def choose_precision(cpu_flags: set[str] | frozenset[str], gpus: int, onednn_max
     for flag in NATIVE_BF16_FLAGS:
         if flag in cpu_flags and capped:
             return "float32", (f"auto: the CPU has {flag}, but {ONEDNN_ISA_ENV}={onednn_max_isa} keeps TensorFlow's"
-                               " CPU kernels below bf16, so bf16 would be emulated and slow")
+                               " CPU kernels below bf16 (there bf16 is emulated and slow, or its matmuls fail)")
         if flag in cpu_flags:
             return "mixed_bfloat16", f"auto: the CPU has {flag}, native bf16"
     return "float32", ("auto: no native bf16 on this CPU (no avx512_bf16 or amx_bf16); "
