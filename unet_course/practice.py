@@ -46,8 +46,8 @@ def _wrong_formula_hint(got: np.ndarray, confusion: np.ndarray) -> str | None:
 
 def iou_problems(iou_from_confusion) -> list[str]:
     """The first problem of a student's ``iou_from_confusion(confusion) -> per-class IoU array``
-    (an empty list when it is right on every test matrix)."""
-    problems: list[str] = []
+    (an empty list when it is right on every test matrix): one case is enough to fix, and the next
+    run checks the others."""
     for what, confusion in IOU_CASES:
         case = _(what)
         want = metrics.per_class_iou(confusion)
@@ -62,20 +62,17 @@ def iou_problems(iou_from_confusion) -> list[str]:
         except (TypeError, ValueError):
             return [_("iou_from_confusion should return an array of numbers, one per class")]
         if got.shape != want.shape:
-            problems.append(_("{case}: expected one IoU per class, shape {want}, got shape {got}").format(
-                case=case, want=want.shape, got=got.shape))
-            break
+            return [_("{case}: expected one IoU per class, shape {want}, got shape {got}").format(
+                case=case, want=want.shape, got=got.shape)]
         absent = np.isnan(want)
         if absent.any() and not np.isnan(got[absent]).all():
-            problems.append(_("{case}: a class absent from both the truth and the prediction has IoU 0/0;"
-                              " return NaN for it (np.nan), so the mean can leave it out").format(case=case))
-            break
+            return [_("{case}: a class absent from both the truth and the prediction has IoU 0/0;"
+                      " return NaN for it (np.nan), so the mean can leave it out").format(case=case)]
         if not np.allclose(got[~absent], want[~absent], atol=1e-6) or np.isnan(got[~absent]).any():
             hint = _wrong_formula_hint(got, confusion) or _(
                 "IoU = true positives / (true positives + false positives + false negatives)")
-            problems.append(_("{case}: wrong IoU values \u2014 {hint}").format(case=case, hint=hint))
-            break  # one case is enough to fix; the next run checks the others
-    return problems
+            return [_("{case}: wrong IoU values \u2014 {hint}").format(case=case, hint=hint)]
+    return []
 
 
 def check_iou_from_confusion(iou_from_confusion, confusion=None, info=None) -> list[str]:
