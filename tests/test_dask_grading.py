@@ -238,3 +238,19 @@ def test_an_unreachable_scheduler_is_a_clear_error_not_a_traceback():
 
     with pytest.raises(CourseError, match="could not reach the Dask scheduler at tcp://127.0.0.1:"):
         list(cluster.run([], scheduler=f"tcp://127.0.0.1:{_free_port()}"))
+
+
+def test_local_workers_share_the_cores_instead_of_each_taking_all(monkeypatch):
+    """N workers with TensorFlow's default (a thread per core in every kernel and verifier) would
+    oversubscribe the machine; each gets cores // N threads, and an instructor's own setting wins."""
+    from unet_grader import cluster
+
+    for name in cluster.THREAD_ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)))
+    assert cluster.worker_environment(1) == {"TF_NUM_INTRAOP_THREADS": "8", "TF_NUM_INTEROP_THREADS": "8"}
+    assert cluster.worker_environment(2) == {"TF_NUM_INTRAOP_THREADS": "4", "TF_NUM_INTEROP_THREADS": "4"}
+    assert cluster.worker_environment(3)["TF_NUM_INTRAOP_THREADS"] == "2"
+    assert cluster.worker_environment(16)["TF_NUM_INTRAOP_THREADS"] == "1"
+    monkeypatch.setenv("TF_NUM_INTRAOP_THREADS", "3")
+    assert cluster.worker_environment(2) == {"TF_NUM_INTRAOP_THREADS": "3", "TF_NUM_INTEROP_THREADS": "4"}

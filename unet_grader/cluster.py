@@ -132,6 +132,20 @@ def keep_graded(course: Course, student: str, graded: GradedSubmission) -> None:
         (course.problems_folder() / f"{student}.json").write_bytes(graded.problem)
 
 
+# TensorFlow's thread pools, in the student's kernel and in the verifier: by default each takes a
+# thread per core, so N workers on one machine would run N x cores busy threads and spend part of
+# the cores switching between them.
+THREAD_ENV = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
+
+
+def worker_environment(workers: int) -> dict[str, str]:
+    """The variables that give each of ``workers`` grading workers on this machine its share of
+    the cores (at least one); a value already set here (the instructor's choice) is kept."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    share = str(max(1, cores // max(workers, 1)))
+    return {name: os.environ.get(name, share) for name in THREAD_ENV}
+
+
 def needs_shared_gradebook(course: Course, workers: int, scheduler: str | None) -> str | None:
     """Why this gradebook cannot take this many writers (None when it can)."""
     if not course.db_url().startswith("sqlite"):
@@ -149,7 +163,8 @@ def run(tasks: list[GradingTask], workers: int = 1, scheduler: str | None = None
     """Grade ``tasks``, yielding ``(student, GradedSubmission or the exception)`` as each finishes.
 
     ``scheduler`` (``tcp://host:port``): on that Dask cluster; ``workers`` > 1: on a local Dask
-    cluster of that many one-thread worker processes; otherwise one after the other, here.
+    cluster of that many one-thread worker processes (each with its share of the cores, see
+    :func:`worker_environment`); otherwise one after the other, here.
     """
     if not scheduler and workers <= 1:
         for task in tasks:
@@ -175,7 +190,7 @@ def run(tasks: list[GradingTask], workers: int = 1, scheduler: str | None = None
         else:
             cluster = stack.enter_context(LocalCluster(
                 n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                dashboard_address=None, silence_logs=logging.ERROR))
+                dashboard_address=None, silence_logs=logging.ERROR, env=worker_environment(workers)))
             client = stack.enter_context(Client(cluster))
         futures = {client.submit(grade_task, task, key=f"grade-{task.student}-{batch_id}", pure=False): task.student
                    for task in tasks}

@@ -59,6 +59,7 @@ UNSANDBOXED_WARNING = (
 # The only variables a grading kernel gets from the grader's environment, by name (nothing by
 # prefix: a grader's gradebook URL, tokens and passwords must never reach student code).
 PASSED_ENV = ("LANG", "LC_ALL", "LC_MESSAGES", "LANGUAGE", "TZ", "PYTHONHASHSEED", "TF_CPP_MIN_LOG_LEVEL", "OMP_NUM_THREADS",
+              "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS",  # a grading worker's share of the cores
               "ONEDNN_MAX_CPU_ISA",  # performance only: caps oneDNN's instruction set (e.g. as an AVX2 laptop)
               "NBGRADER_EXECUTION", "UNET_COURSE_SMALL",
               "UNET_COURSE_LANG")  # the course's language (unet_course.i18n; the Chinese edition sets it)
