@@ -32,9 +32,9 @@ sys.path.insert(0, str(ROOT))
 
 sys.path.insert(0, str(ROOT / "tests"))
 
-from bench_train_speed import cpu_flags, cpu_name  # noqa: E402 - imports TensorFlow (the floor runs in fresh kernels)
 from pg_server import postgres_missing_reason, running_postgres  # noqa: E402
 
+from unet_course.processor import cpu_flags, cpu_name  # noqa: E402 - no TensorFlow: Dask's worker processes re-import this file
 from unet_grader import sandbox, warm  # noqa: E402
 from unet_grader.batch import autograde, grade_one  # noqa: E402
 from unet_grader.coursedir import DB_ENV, as_course, copy_course  # noqa: E402

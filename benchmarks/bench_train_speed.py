@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -51,31 +50,9 @@ from unet_course.train import (  # noqa: E402
     TrainConfig,
     build_model,
     choose_precision,
-    read_cpu_flags,
     resolve_precision,
 )
-
-FLAGS_THAT_MATTER = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16")
-
-
-def cpu_name(cpuinfo: str | None = None) -> str:
-    """``model name`` of /proc/cpuinfo (or of the text given), else what ``platform`` knows."""
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
-        except OSError:
-            cpuinfo = ""
-    for line in cpuinfo.splitlines():
-        key, sep, value = line.partition(":")
-        if sep and key.strip() == "model name":
-            return value.strip()
-    return platform.processor() or platform.machine() or "unknown"
-
-
-def cpu_flags() -> list[str]:
-    """The flags of :data:`FLAGS_THAT_MATTER` this CPU has, in that order."""
-    have = read_cpu_flags()
-    return [f for f in FLAGS_THAT_MATTER if f in have]
+from unet_course.processor import FLAGS_THAT_MATTER, cpu_flags, cpu_name  # noqa: E402
 
 
 def default_configs(gpus: int, native_bf16: bool, onednn_cap: str | None = None) -> list[str]:

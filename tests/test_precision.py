@@ -23,10 +23,10 @@ from unet_course.train import (  # noqa: E402
     choose_precision,
     load_checkpoint,
     parse_args,
-    read_cpu_flags,
     resolve_precision,
     train,
 )
+from unet_course.processor import read_cpu_flags  # noqa: E402
 
 ZEN3 = {"fpu", "sse4_2", "avx", "avx2", "fma", "bmi2", "sha_ni", "vaes"}  # AMD Zen 3: AVX2 only
 SAPPHIRE_RAPIDS = {"avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "amx_int8"}

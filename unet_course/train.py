@@ -55,6 +55,7 @@ from unet_course import evaluate as eval_lib  # noqa: E402
 from unet_course.datasets import get_dataset_info  # noqa: E402
 from unet_course.metrics import VoidIgnoringMeanIoU, VoidIgnoringPixelAccuracy  # noqa: E402
 from unet_course.architecture import unet_builder  # noqa: E402
+from unet_course.processor import read_cpu_flags  # noqa: E402
 
 
 @dataclass
@@ -133,21 +134,6 @@ def choose_precision(cpu_flags: set[str] | frozenset[str], gpus: int, onednn_max
             return "mixed_bfloat16", f"auto: the CPU has {flag}, native bf16"
     return "float32", ("auto: no native bf16 on this CPU (no avx512_bf16 or amx_bf16); "
                        "bf16 would be emulated and slow")
-
-
-def read_cpu_flags(cpuinfo: str | None = None) -> set[str]:
-    """The CPU feature flags of a ``/proc/cpuinfo`` text (default: this machine's; x86 ``flags``,
-    ARM ``Features``); an empty set where there is none (macOS, Windows)."""
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
-        except OSError:
-            return set()
-    for line in cpuinfo.splitlines():
-        key, sep, value = line.partition(":")
-        if sep and key.strip() in ("flags", "Features"):  # every core lists the same flags
-            return set(value.split())
-    return set()
 
 
 def resolve_precision(requested: str, cpu_flags: set[str] | None = None, gpus: int | None = None) -> tuple[str, str]:
