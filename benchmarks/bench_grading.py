@@ -8,7 +8,8 @@ default U-Net (nbclient, no nbgrader). Latency is one `unet_grader.batch.grade_o
 autograde in the sandbox, plus the verifier) for a correct submission on a warm worker (its
 nbgrader and verifier kept from the previous submission, see unet_grader.warm); also the worker's
 first submission, not warm (UNET_COURSE_WARM=off), not warm and unsandboxed, and a one-off
-verifier alone. Throughput grades a mix of submissions with 1 and 2 workers (PostgreSQL). Prints
+verifier alone. Throughput grades a mix of submissions with 1 and 2 workers (PostgreSQL), against the
+ceiling of two processes on this machine (a pure CPU loop in 1 and in 2 processes at once). Prints
 numbers; asserts nothing. Do not run it beside other heavy work: it uses both cores.
 """
 
@@ -52,6 +53,25 @@ def floor_seconds() -> float:
     return time.perf_counter() - started
 
 
+# A pure CPU loop, timed inside its own process: what two processes at once can get out of this
+# machine's cores (virtual cores may share physical ones, and neighbours share the host).
+LOOP_CODE = ("import time\nt = time.perf_counter()\ns = 0\nfor i in range(20_000_000):\n    s += i * i\n"
+             "print(time.perf_counter() - t)\n")
+
+
+def loop_seconds(processes: int) -> float:
+    """The slowest of ``processes`` copies of :data:`LOOP_CODE` run at the same time."""
+    runs = [subprocess.Popen([sys.executable, "-c", LOOP_CODE], stdout=subprocess.PIPE, text=True)
+            for _ in range(processes)]
+    return max(float(run.communicate()[0]) for run in runs)
+
+
+def parallel_ceiling(repeats: int = 5) -> float:
+    """How much faster two processes finish two loops than one process finishes one, twice over:
+    the most a second grading worker can add on this machine (2.0 on two free physical cores)."""
+    return statistics.median(2 * loop_seconds(1) / loop_seconds(2) for _ in range(repeats))
+
+
 def make_course(root: Path, students: int) -> tuple[Path, list[str]]:
     course = copy_course(root / "course", ROOT)
     release(course)
@@ -80,7 +100,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     print(f"processor: {cpu_name()} ({', '.join(cpu_flags())}), cores: {os.cpu_count()}, "
           f"sandbox: {'on' if sandbox.active() else 'OFF: ' + str(sandbox.unavailable_reason())}")
-    numbers = {}
+    numbers = {"two_process_ceiling": parallel_ceiling()}
+    print(f"two processes at once (a pure CPU loop each, median of 5): {numbers['two_process_ceiling']:.2f}x one; "
+          "the ceiling for 2 workers / 1 below")
     floors = [floor_seconds() for _ in range(args.repeats)]
     numbers["floor_s"] = statistics.median(floors)
     print(f"floor (fresh kernel + import TensorFlow + build the default U-Net): {numbers['floor_s']:.1f} s "
@@ -135,7 +157,8 @@ def main(argv=None) -> int:
                 os.environ.pop(DB_ENV)
             print(f"throughput ratio, 2 workers / 1: {numbers['batch_1_workers_s'] / numbers['batch_2_workers_s']:.2f}x"
                   f" for the whole batch, {numbers['steady_2_workers_per_minute'] / numbers['steady_1_workers_per_minute']:.2f}x"
-                  " after each worker's first submission")
+                  f" after each worker's first submission (this machine's two-process ceiling:"
+                  f" {numbers['two_process_ceiling']:.2f}x)")
     if args.json:
         args.json.write_text(json.dumps(numbers, indent=2))
     return 0
