@@ -151,9 +151,11 @@ def main(argv=None) -> int:
                     steady = (len(finished) - workers) / (finished[-1] - finished[workers - 1])
                     numbers[f"batch_{workers}_workers_s"] = seconds
                     numbers[f"steady_{workers}_workers_per_minute"] = 60 * steady
+                    numbers[f"first_{workers}_workers_s"] = finished[workers - 1]
                     print(f"{len(names)} submissions, {workers} worker(s): {seconds:.0f} s = "
                           f"{seconds / len(names):.1f} s per submission, {60 * len(names) / seconds:.1f} per minute; "
-                          f"after each worker's first: {60 * steady:.1f} per minute")
+                          f"after each worker's first: {60 * steady:.1f} per minute (the first {workers} done after"
+                          f" {finished[workers - 1]:.1f} s: start-up)")
                 os.environ.pop(DB_ENV)
             print(f"throughput ratio, 2 workers / 1: {numbers['batch_1_workers_s'] / numbers['batch_2_workers_s']:.2f}x"
                   f" for the whole batch, {numbers['steady_2_workers_per_minute'] / numbers['steady_1_workers_per_minute']:.2f}x"
