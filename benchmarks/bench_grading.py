@@ -67,7 +67,7 @@ def loop_seconds(processes: int) -> float:
 
 
 def parallel_ceiling(repeats: int = 5) -> float:
-    """How much faster two processes finish two loops than one process finishes one, twice over:
+    """Two loops at once against one alone (2 x one's time / the pair's time; median of ``repeats``):
     the most a second grading worker can add on this machine (2.0 on two free physical cores)."""
     return statistics.median(2 * loop_seconds(1) / loop_seconds(2) for _ in range(repeats))
 

@@ -26,7 +26,7 @@ from unet_course.train import (  # noqa: E402
     resolve_precision,
     train,
 )
-from unet_course.processor import read_cpu_flags  # noqa: E402
+from unet_course.processor import cpu_name, read_cpu_flags  # noqa: E402
 
 ZEN3 = {"fpu", "sse4_2", "avx", "avx2", "fma", "bmi2", "sha_ni", "vaes"}  # AMD Zen 3: AVX2 only
 SAPPHIRE_RAPIDS = {"avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "amx_int8"}
@@ -150,6 +150,13 @@ def test_reads_flags_from_cpuinfo_text():
     assert choose_precision(read_cpu_flags(CPUINFO_SPR), 0) == ("mixed_bfloat16", "auto: the CPU has amx_bf16, native bf16")
     assert "bf16" in read_cpu_flags(CPUINFO_ARM) and choose_precision(read_cpu_flags(CPUINFO_ARM), 0)[0] == "float32"
     assert read_cpu_flags("") == set() and read_cpu_flags("processor\t: 0\n") == set()
+
+
+def test_names_the_processor_from_cpuinfo_text():
+    """The benchmarks name the processor their numbers come from."""
+    assert cpu_name(CPUINFO_SPR) == "Intel(R) Xeon(R) Platinum 8488C"
+    assert cpu_name(CPUINFO_ZEN3) == "AMD EPYC 7763 64-Core Processor"
+    assert cpu_name("processor\t: 0\n")  # no model name line: what the platform says, never empty
 
 
 def test_reads_this_machines_flags():
