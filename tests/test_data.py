@@ -248,6 +248,30 @@ def test_augment_pair_keeps_image_and_mask_aligned():
     assert flipped > 0  # the flip really happens for some seeds
 
 
+def test_crop_cuts_aligned_windows_at_every_zoom():
+    ids = fixture_mask(3, (64, 96))
+    image = tf.constant(ID_COLORS[ids] / 255.0, tf.float32)
+    mask = tf.constant(ids[..., None])
+    windows = set()
+    for s in range(12):  # zoom out (0.7) to in (1.5): a window of the frame, resized to 32x48
+        aug_image, aug_mask = data.augment_pair(image, mask, tf.constant([s, 3], tf.int64), crop=(32, 48),
+                                                min_scale=0.7, max_scale=1.5, color_jitter=False)
+        aug_image, aug_mask = aug_image.numpy(), aug_mask.numpy()
+        assert aug_image.shape == (32, 48, 3) and aug_mask.shape == (32, 48, 1)
+        inside = interior(aug_mask)
+        np.testing.assert_array_equal(ids_from_colors(aug_image)[inside], aug_mask[..., 0][inside])
+        windows.add(aug_mask.tobytes())
+    assert len(windows) > 6  # different windows (position, zoom, flip) per seed
+    # zoom 1 and no flip: the window is a plain slice of the frame, pixel for pixel
+    same, same_mask = data.augment_pair(image, mask, tf.constant([1, 1], tf.int64), crop=(32, 48), flip=False,
+                                        scale_crop=False, color_jitter=False)
+    found = [(t, l) for t in range(33) for l in range(49)
+             if np.array_equal(same_mask.numpy()[..., 0], ids[t:t + 32, l:l + 48])]
+    assert found, "an unscaled window is not a slice of the frame"
+    t, l = found[0]
+    np.testing.assert_allclose(same.numpy(), image.numpy()[t:t + 32, l:l + 48], atol=1e-6)
+
+
 def test_augmented_pipeline_keeps_alignment_and_varies(tmp_path):
     root = write_carla(tmp_path, n=6, size=(48, 64))
     train, _ = data.make_datasets(root, CARLA, image_size=None, batch_size=8, val_fraction=0.2, augment=True)

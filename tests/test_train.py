@@ -363,6 +363,23 @@ def test_presets_set_defaults_that_flags_override():
     assert plain.preset is None and plain.keep == "best" and plain.weight_decay == 0.0
 
 
+def test_trained_on_crops_scored_on_whole_frames(tmp_path, camvid_dir):
+    out = tmp_path / "run"
+    result = train(tiny(out, camvid_dir, image_size=(48, 64), crop=(32, 32), augment=True, min_scale=0.75,
+                        max_scale=1.25, epochs=1, plots=False, tensorboard=False))
+    assert "trained on random 32x32 windows" in (out / "train.log").read_text()
+    meta = json.loads((out / "model.json").read_text())
+    assert meta["input_size"] == [48, 64, 3]  # what evaluation and users feed it: whole frames
+    model, _ = ev.load_trained_model(out)
+    assert model(np.zeros((1, 48, 64, 3), np.float32)).shape == (1, 48, 64, 12)
+    assert result["val"]["scored_pixels"] > 0
+    for bad, message in ((dict(augment=False), "needs --augment"), (dict(crop=(30, 32)), "multiples of 16"),
+                         (dict(crop=(64, 64)), "larger than the frames")):
+        config = tiny(tmp_path / "bad", camvid_dir, **{"image_size": (48, 64), "crop": (32, 32), "augment": True, **bad})
+        with pytest.raises(ValueError, match=message):
+            train(config)
+
+
 def test_fine_tuning_starts_from_exported_weights(tmp_path, camvid_dir):
     first = tmp_path / "first"
     train(tiny(first, camvid_dir, epochs=1, plots=False, tensorboard=False))

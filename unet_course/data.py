@@ -152,27 +152,37 @@ def load_numpy(pairs: Sequence[Pair], info: DatasetInfo, image_size=DEFAULT_IMAG
     return np.stack(images), np.stack(masks)
 
 
-def augment_pair(image, mask, seed, *, flip=True, scale_crop=True, color_jitter=True, max_scale=1.25):
+def augment_pair(image, mask, seed, *, flip=True, scale_crop=True, color_jitter=True, max_scale=1.25,
+                 min_scale=1.0, crop=None):
     """Random flip and scale-crop applied identically to image and mask; colour jitter on the image.
+
+    The scale-crop zooms by a random factor in [``min_scale``, ``max_scale``] (below 1 zooms out)
+    and cuts a ``crop``-sized window (default: the image's own size, so the output keeps the input's
+    size). A window smaller than the image lets a model train at the native scale on part of a frame.
 
     Stateless ops driven by ``seed`` (shape (2,)), so a given seed gives the same result anywhere.
     Geometric ops use the same random draw for both tensors, keeping labels on their pixels.
     """
     image_shape, mask_shape = image.shape, mask.shape
+    if crop is not None:
+        image_shape = tf.TensorShape([crop[0], crop[1], image_shape[-1]])
+        mask_shape = tf.TensorShape([crop[0], crop[1], mask_shape[-1]])
     flip_seed, scale_seed, crop_seed, color_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 4))
     if flip:
         do_flip = tf.random.stateless_uniform([], flip_seed) < 0.5
         image = tf.cond(do_flip, lambda: tf.reverse(image, axis=[1]), lambda: image)
         mask = tf.cond(do_flip, lambda: tf.reverse(mask, axis=[1]), lambda: mask)
-    if scale_crop:
+    if scale_crop or crop is not None:
         size = tf.shape(image)[:2]
-        scale = tf.random.stateless_uniform([], scale_seed, 1.0, max_scale)
-        crop = tf.maximum(tf.cast(tf.cast(size, tf.float32) / scale, tf.int32), 1)
-        offsets = tf.random.stateless_uniform([2], crop_seed, 0.0, 1.0) * tf.cast(size - crop + 1, tf.float32)
-        top, left = tf.unstack(tf.minimum(tf.cast(offsets, tf.int32), size - crop))
-        image = tf.image.resize(image[top:top + crop[0], left:left + crop[1]], size, method="bilinear")
+        out_size = size if crop is None else tf.constant(crop, tf.int32)
+        scale = tf.random.stateless_uniform([], scale_seed, min_scale, max_scale) if scale_crop else tf.constant(1.0)
+        window = tf.cast(tf.cast(out_size, tf.float32) / scale, tf.int32)
+        window = tf.clip_by_value(window, 1, size)  # a zoom-out larger than the frame takes the whole frame
+        offsets = tf.random.stateless_uniform([2], crop_seed, 0.0, 1.0) * tf.cast(size - window + 1, tf.float32)
+        top, left = tf.unstack(tf.minimum(tf.cast(offsets, tf.int32), size - window))
+        image = tf.image.resize(image[top:top + window[0], left:left + window[1]], out_size, method="bilinear")
         image = tf.clip_by_value(image, 0.0, 1.0)
-        mask = tf.image.resize(mask[top:top + crop[0], left:left + crop[1]], size, method="nearest")
+        mask = tf.image.resize(mask[top:top + window[0], left:left + window[1]], out_size, method="nearest")
     if color_jitter:
         brightness_seed, contrast_seed, saturation_seed = tf.unstack(
             tf.random.experimental.stateless_split(color_seed, 3))
@@ -193,12 +203,15 @@ def make_dataset(
     augment: bool = False,
     cache: bool = True,
     max_scale: float = 1.25,
+    min_scale: float = 1.0,
+    crop: tuple[int, int] | None = None,
 ) -> tf.data.Dataset:
     """Batched ``(image, mask)`` dataset of one split.
 
     Decoding runs in parallel but keeps file order, and the decoded (resized) pairs are cached,
     so later epochs only shuffle, augment and batch. Shuffling and augmentation are seeded:
-    the same ``seed`` gives the same sequence of batches on every run.
+    the same ``seed`` gives the same sequence of batches on every run. With ``augment`` and a
+    ``crop`` size, each frame is decoded at ``image_size`` and trained on as a random window.
     """
     if not pairs:
         raise ValueError("no pairs to build a dataset from")
@@ -212,8 +225,9 @@ def make_dataset(
         ds = ds.shuffle(len(image_paths), seed=seed, reshuffle_each_iteration=True)
     if augment:
         seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-        ds = tf.data.Dataset.zip(ds, seeds).map(lambda pair, s: augment_pair(*pair, s, max_scale=max_scale),
-                                                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        ds = tf.data.Dataset.zip(ds, seeds).map(
+            lambda pair, s: augment_pair(*pair, s, max_scale=max_scale, min_scale=min_scale, crop=crop),
+            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 

@@ -85,6 +85,8 @@ class TrainConfig:
     all_frames: bool = False  # camvid: train on every train+val frame (the final run of a chosen recipe)
     keep: str = "best"  # best: the epoch with the best val mIoU | last: the last epoch (a fixed schedule)
     max_scale: float = 1.25  # --augment: zoom in by up to this factor (random crop, resized back)
+    min_scale: float = 1.0  # --augment: zoom by at least this factor (below 1 zooms out)
+    crop: tuple[int, int] | None = None  # --augment: train on random windows of this size (eval: whole frames)
     weight_decay: float = 0.0  # > 0: AdamW with this decoupled weight decay
     preset: str | None = None  # the recipe the flags started from (see PRESETS)
     init_weights: str | None = None  # start from these weights: a shipped name ("synthetic") or an exported file
@@ -99,6 +101,7 @@ class TrainConfig:
     def to_json(self) -> dict:
         d = dataclasses.asdict(self)
         d["image_size"] = list(self.image_size)
+        d["crop"] = list(self.crop) if self.crop else None
         return d
 
 
@@ -230,7 +233,9 @@ def build_model(config: TrainConfig, n_classes: int) -> keras.Model:
     ``config.precision`` must be resolved (not ``auto``): the caller sets that global policy."""
     if config.precision not in PRECISIONS[1:]:
         raise ValueError(f"build_model needs a resolved precision, not {config.precision!r} (see resolve_precision)")
-    h, w = config.image_size
+    # Trained on crops, scored on whole frames: the U-Net is fully convolutional, so it takes any
+    # size divisible by 16 when built without a fixed one.
+    h, w = (None, None) if config.crop else config.image_size
     base = unet_builder(config.notebook)(input_size=(h, w, 3), n_filters=config.n_filters, n_classes=n_classes)
     if not config.precision.startswith("mixed_"):
         return base
@@ -433,11 +438,26 @@ def _datasets(config: TrainConfig, info):
     return root, train_pairs, val_pairs
 
 
+def check_crop(config: TrainConfig) -> None:
+    """A crop is a random training window: it needs --augment, must fit the frame, and (like the frame)
+    must pass the U-Net's four 2x poolings whole."""
+    if not config.augment:
+        raise ValueError("--crop picks a random window per frame: it needs --augment")
+    for name, (h, w) in (("--crop", config.crop), ("--image-size", config.image_size)):
+        if h % 16 or w % 16:
+            raise ValueError(f"{name} {h} {w}: both sides must be multiples of 16 (the U-Net pools 4 times)")
+    if config.crop[0] > config.image_size[0] or config.crop[1] > config.image_size[1]:
+        raise ValueError(f"--crop {config.crop} is larger than the frames (--image-size {config.image_size})")
+
+
 def train(config: TrainConfig | dict) -> dict:
     """Train (or resume) per ``config``; returns the metrics dict also written to ``metrics.json``."""
     if isinstance(config, dict):
         config = TrainConfig(**config)
     config.image_size = tuple(int(v) for v in config.image_size)
+    if config.crop:
+        config.crop = tuple(int(v) for v in config.crop)
+        check_crop(config)
     # Resolve --precision once, before anything is built; the resolved policy (never "auto") is what
     # the checkpoint state, metrics.json and a resumed run see. A copy: the caller's config keeps "auto".
     requested_precision = config.precision
@@ -466,11 +486,13 @@ def train(config: TrainConfig | dict) -> dict:
         log(f"validation: held-out sequence(s) {', '.join(config.holdout)} (no frame of them is trained on)")
     if config.all_frames:
         log("--all-frames: training on train+val; the 'val' scores below are on frames it trains on (not a held-out score)")
+    crops = f", trained on random {config.crop[0]}x{config.crop[1]} windows" if config.crop else ""
     log(f"{info.name}: {len(train_pairs)} train / {len(val_pairs)} val images from {Path(root).name}/; "
-        f"input {config.image_size}; pixel weights {np.round(table, 3).tolist()}")
+        f"input {config.image_size}{crops}; pixel weights {np.round(table, 3).tolist()}")
 
     train_ds = data_lib.make_dataset(train_pairs, info, config.image_size, config.batch_size, shuffle=True,
-                                     seed=config.seed, augment=config.augment, max_scale=config.max_scale)
+                                     seed=config.seed, augment=config.augment, max_scale=config.max_scale,
+                                     min_scale=config.min_scale, crop=config.crop)
     val_ds = data_lib.make_dataset(val_pairs, info, config.image_size, config.batch_size)
     train_ds, val_ds = with_pixel_weights(train_ds, table), with_pixel_weights(val_ds, table)
     steps_per_epoch = math.ceil(len(train_pairs) / config.batch_size)
@@ -683,6 +705,10 @@ def parse_args(argv=None) -> TrainConfig:
                    help="weights to export: the best epoch by val mIoU, or the last (fixed schedule; then the "
                         "val score was not used to choose anything)")
     p.add_argument("--max-scale", type=float, default=1.25, help="--augment: largest zoom of the scale-crop")
+    p.add_argument("--min-scale", type=float, default=1.0,
+                   help="--augment: smallest zoom of the scale-crop (below 1 zooms out)")
+    p.add_argument("--crop", type=int, nargs=2, default=None, metavar=("H", "W"),
+                   help="--augment: train on random HxW windows of the --image-size frames (scored on whole frames)")
     p.add_argument("--weight-decay", type=float, default=0.0, help="> 0: AdamW with this weight decay")
     p.add_argument("--init-weights", default=None, metavar="NAME_OR_FILE",
                    help="fine-tune from these weights: 'synthetic' (shipped) or an exported weights file")
@@ -695,6 +721,7 @@ def parse_args(argv=None) -> TrainConfig:
         p.set_defaults(**PRESETS[known.preset])
     a = p.parse_args(argv)
     return TrainConfig(preset=a.preset, holdout=tuple(a.holdout), all_frames=a.all_frames, keep=a.keep, max_scale=a.max_scale,
+                       min_scale=a.min_scale, crop=tuple(a.crop) if a.crop else None,
                        weight_decay=a.weight_decay, init_weights=a.init_weights,
                        train_images=a.train_images, dataset=a.dataset, data=a.data, out=a.out, epochs=a.epochs, image_size=tuple(a.image_size),
                        batch_size=a.batch_size, lr=a.lr, schedule=a.schedule, warmup_epochs=a.warmup_epochs,
