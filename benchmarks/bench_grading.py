@@ -9,7 +9,8 @@ autograde in the sandbox, plus the verifier) for a correct submission on a warm 
 nbgrader and verifier kept from the previous submission, see unet_grader.warm); also the worker's
 first submission, not warm (UNET_COURSE_WARM=off), not warm and unsandboxed, and a one-off
 verifier alone. Throughput grades a mix of submissions with 1 and 2 workers (PostgreSQL), against the
-ceiling of two processes on this machine (a pure CPU loop in 1 and in 2 processes at once). Prints
+ceilings of two processes on this machine (a pure CPU loop, and importing TensorFlow and building a
+U-Net, each in 1 and in 2 processes at once). Prints
 numbers; asserts nothing. Do not run it beside other heavy work: it uses both cores.
 """
 
@@ -53,23 +54,30 @@ def floor_seconds() -> float:
     return time.perf_counter() - started
 
 
-# A pure CPU loop, timed inside its own process: what two processes at once can get out of this
-# machine's cores (virtual cores may share physical ones, and neighbours share the host).
-LOOP_CODE = ("import time\nt = time.perf_counter()\ns = 0\nfor i in range(20_000_000):\n    s += i * i\n"
-             "print(time.perf_counter() - t)\n")
+# Work timed inside its own process, to see what two processes at once get out of this machine's
+# cores (virtual cores may share physical ones, and neighbours share the host): a pure CPU loop,
+# and the floor's own work without the kernel (import TensorFlow, build one U-Net), which also
+# leans on memory, page faults and the disk cache as a grading does.
+TIMED = "import time\nt = time.perf_counter()\n{}\nprint(time.perf_counter() - t)\n"
+LOOP_CODE = TIMED.format("s = 0\nfor i in range(20_000_000):\n    s += i * i")
+TENSORFLOW_CODE = TIMED.format(FLOOR_CODE)
 
 
-def loop_seconds(processes: int) -> float:
-    """The slowest of ``processes`` copies of :data:`LOOP_CODE` run at the same time."""
-    runs = [subprocess.Popen([sys.executable, "-c", LOOP_CODE], stdout=subprocess.PIPE, text=True)
+def parallel_seconds(code: str, processes: int) -> float:
+    """The slowest of ``processes`` copies of ``code`` run at the same time, each with the thread
+    share a grading worker gets when ``processes`` workers share this machine."""
+    from unet_grader.cluster import worker_environment
+
+    env = {**os.environ, **worker_environment(processes)}
+    runs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT)
             for _ in range(processes)]
-    return max(float(run.communicate()[0]) for run in runs)
+    return max(float(run.communicate()[0].split()[-1]) for run in runs)
 
 
-def parallel_ceiling(repeats: int = 5) -> float:
-    """Two loops at once against one alone (2 x one's time / the pair's time; median of ``repeats``):
-    the most a second grading worker can add on this machine (2.0 on two free physical cores)."""
-    return statistics.median(2 * loop_seconds(1) / loop_seconds(2) for _ in range(repeats))
+def parallel_ceiling(code: str = LOOP_CODE, repeats: int = 5) -> float:
+    """Two copies of ``code`` at once against one alone (2 x one's time / the pair's time; median of
+    ``repeats``): the most a second grading worker can add on this machine (2.0 on two free cores)."""
+    return statistics.median(2 * parallel_seconds(code, 1) / parallel_seconds(code, 2) for _ in range(repeats))
 
 
 def make_course(root: Path, students: int) -> tuple[Path, list[str]]:
@@ -100,9 +108,11 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     print(f"processor: {cpu_name()} ({', '.join(cpu_flags())}), cores: {os.cpu_count()}, "
           f"sandbox: {'on' if sandbox.active() else 'OFF: ' + str(sandbox.unavailable_reason())}")
-    numbers = {"two_process_ceiling": parallel_ceiling()}
-    print(f"two processes at once (a pure CPU loop each, median of 5): {numbers['two_process_ceiling']:.2f}x one; "
-          "the ceiling for 2 workers / 1 below")
+    numbers = {"two_process_ceiling": parallel_ceiling(),
+               "two_process_ceiling_tensorflow": parallel_ceiling(TENSORFLOW_CODE, repeats=3)}
+    print(f"two processes at once against one: {numbers['two_process_ceiling']:.2f}x for a pure CPU loop each"
+          f" (median of 5), {numbers['two_process_ceiling_tensorflow']:.2f}x for importing TensorFlow and building"
+          " a U-Net each (median of 3): the ceilings for 2 workers / 1 below")
     floors = [floor_seconds() for _ in range(args.repeats)]
     numbers["floor_s"] = statistics.median(floors)
     print(f"floor (fresh kernel + import TensorFlow + build the default U-Net): {numbers['floor_s']:.1f} s "
@@ -159,8 +169,8 @@ def main(argv=None) -> int:
                 os.environ.pop(DB_ENV)
             print(f"throughput ratio, 2 workers / 1: {numbers['batch_1_workers_s'] / numbers['batch_2_workers_s']:.2f}x"
                   f" for the whole batch, {numbers['steady_2_workers_per_minute'] / numbers['steady_1_workers_per_minute']:.2f}x"
-                  f" after each worker's first submission (this machine's two-process ceiling:"
-                  f" {numbers['two_process_ceiling']:.2f}x)")
+                  f" after each worker's first submission (this machine's two-process ceilings:"
+                  f" {numbers['two_process_ceiling']:.2f}x, {numbers['two_process_ceiling_tensorflow']:.2f}x)")
     if args.json:
         args.json.write_text(json.dumps(numbers, indent=2))
     return 0
