@@ -350,6 +350,20 @@ def test_holdout_pools_train_and_val_and_keep_last_selects_nothing(tmp_path):
         train(tiny(tmp_path / "both", root, all_frames=True, holdout=("SEQA",)))
 
 
+def test_time_budget_plans_from_typical_epochs_not_one_slow_one():
+    from unet_course.train import epochs_that_fit
+
+    # 20 epochs of ~80 s and one of 140 s (a neighbour on the host): 40 epochs still fit in 65 min
+    times = [100.0] + [80.0] * 19 + [140.0]
+    fits, per_epoch = epochs_that_fit(times, elapsed=sum(times), budget=65 * 60, done=21, cap=40)
+    assert fits == 40 and per_epoch == pytest.approx(84.0)
+    # a run that really slows down: the plan follows within a few epochs
+    slow = [80.0] * 10 + [160.0] * 3
+    fits, _ = epochs_that_fit(slow, elapsed=sum(slow), budget=40 * 60, done=13, cap=40)
+    assert fits == 13 + int((2400 - sum(slow)) // 168)
+    assert epochs_that_fit([80.0], elapsed=5000.0, budget=3600.0, done=1, cap=40)[0] == 1  # over budget
+
+
 def test_presets_set_defaults_that_flags_override():
     from unet_course.train import parse_args
 

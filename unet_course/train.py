@@ -281,6 +281,15 @@ def load_checkpoint(model: keras.Model, path) -> None:
             variable.assign(saved[str(i)][()])
 
 
+def epochs_that_fit(epoch_seconds: list[float], elapsed: float, budget: float, done: int, cap: int) -> tuple[int, float]:
+    """``(epochs, seconds per epoch)``: how many epochs (``done`` included, at most ``cap``) fit in
+    ``budget`` seconds, judged by the median of the last five epochs: on a shared machine one slow
+    epoch is noise, not a trend, and a plan shortened for it could not be lengthened again. (A run
+    that really slows down moves the median within a few epochs; the hard stop guards the budget.)"""
+    per_epoch = float(np.median(epoch_seconds[-5:])) * 1.05
+    return min(done + int(max(0.0, budget - elapsed) // per_epoch), cap), per_epoch
+
+
 class RunState(keras.callbacks.Callback):
     """Per-epoch checkpoint (weights + optimizer + epoch + best score), best-model keeping, time budget.
 
@@ -332,9 +341,7 @@ class RunState(keras.callbacks.Callback):
             self._atomic_save_weights(self.out / "best.weights.h5")
         if self.budget is not None:
             elapsed = now - self.t_start
-            recent = st["epoch_seconds"][-3:]
-            per_epoch = max(seconds, float(np.mean(recent))) * 1.03
-            fits = min(epoch + 1 + int(max(0.0, self.budget - elapsed) // per_epoch), st["epochs_arg"])
+            fits, per_epoch = epochs_that_fit(st["epoch_seconds"], elapsed, self.budget, epoch + 1, st["epochs_arg"])
             self.epochs_seen += 1
             # Re-plan from measured epoch times (not the first epoch of a process: it includes tracing
             # and cache filling), in steps of 2+ epochs so that noise does not wiggle the schedule.
