@@ -254,3 +254,38 @@ def test_local_workers_share_the_cores_instead_of_each_taking_all(monkeypatch):
     assert cluster.worker_environment(16)["TF_NUM_INTRAOP_THREADS"] == "1"
     monkeypatch.setenv("TF_NUM_INTRAOP_THREADS", "3")
     assert cluster.worker_environment(2) == {"TF_NUM_INTRAOP_THREADS": "3", "TF_NUM_INTEROP_THREADS": "4"}
+
+
+def _cores_here_and_in_a_child() -> tuple[list[int], list[int]]:
+    child = subprocess.run([sys.executable, "-c", "import os; print(sorted(os.sched_getaffinity(0)))"],
+                           capture_output=True, text=True, check=True)
+    return sorted(os.sched_getaffinity(0)), eval(child.stdout)
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs two cores and Linux's CPU affinity")
+def test_local_workers_each_keep_to_their_own_cores():
+    """Two gradings left to the operating system share both cores and slow each other; each local
+    worker, and every process it starts (kernel, verifier, nbgrader), keeps to its own share."""
+    from distributed import wait
+
+    from unet_grader import cluster
+
+    cores = sorted(os.sched_getaffinity(0))
+    with cluster.local_cluster(2) as client:
+        workers = sorted(client.scheduler_info()["workers"].items(), key=lambda item: int(item[1]["name"]))
+        futures = [client.submit(_cores_here_and_in_a_child, workers=[address], pure=False) for address, _ in workers]
+        wait(futures)
+        seen = [f.result() for f in futures]
+    share = len(cores) // 2
+    assert seen == [(cores[:share],) * 2, (cores[share:2 * share],) * 2]
+    assert sorted(os.sched_getaffinity(0)) == cores  # the instructor's own process is left alone
+
+
+def test_own_cores_splits_the_machine_and_gives_up_below_one_core_each(monkeypatch):
+    from unet_grader import cluster
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3, 4, 5, 6, 7, 8})
+    assert [cluster.own_cores(i, 4) for i in range(4)] == [{0, 1}, {2, 3}, {4, 5}, {6, 7}]
+    assert cluster.own_cores(0, 1) == set(range(9))
+    assert cluster.own_cores(0, 10) is None and cluster.own_cores(4, 4) is None
