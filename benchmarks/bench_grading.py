@@ -7,11 +7,12 @@ The floor is what any grading must pay: a fresh kernel that imports TensorFlow a
 default U-Net (nbclient, no nbgrader). Latency is one `unet_grader.batch.grade_one` (nbgrader
 autograde in the sandbox, plus the verifier) for a correct submission on a warm worker (its
 nbgrader and verifier kept from the previous submission, see unet_grader.warm); also the worker's
-first submission, not warm (UNET_COURSE_WARM=off), not warm and unsandboxed, and a one-off
-verifier alone. Throughput grades a mix of submissions with 1 and 2 workers (PostgreSQL), against the
-ceilings of two processes on this machine (a pure CPU loop, and importing TensorFlow and building a
-U-Net, each in 1 and in 2 processes at once). Prints
-numbers; asserts nothing. Do not run it beside other heavy work: it uses both cores.
+first submission, the latency held to one core, not warm (UNET_COURSE_WARM=off), not warm and
+unsandboxed, and a one-off verifier alone. Throughput grades a mix of submissions with 1 and 2
+workers (PostgreSQL), against the ceilings of two processes on this machine (a pure CPU loop, and
+importing TensorFlow and building a U-Net, each in 1 and in 2 processes at once) and against twice
+the one-core rate. Prints numbers; asserts nothing. Do not run it beside other heavy work: it uses
+both cores.
 """
 
 from __future__ import annotations
@@ -122,6 +123,16 @@ def main(argv=None) -> int:
         cold = timed(lambda: grade_one(course, names[0]))  # this process's warm grader starts here
         latencies = [timed(lambda: grade_one(course, names[0])) for _ in range(args.repeats)]
         numbers["latency_first_s"], numbers["latency_s"] = cold, statistics.median(latencies)
+        # The same, held to one core as each of 2 workers on 2 cores is (the warm processes too):
+        # alone, a grading also uses the second core now and then, which 2 workers cannot.
+        warm.stop()
+        all_cores = os.sched_getaffinity(0)
+        os.sched_setaffinity(0, {min(all_cores)})
+        grade_one(course, names[0])
+        one_core = [timed(lambda: grade_one(course, names[0])) for _ in range(args.repeats)]
+        os.sched_setaffinity(0, all_cores)
+        warm.stop()
+        numbers["latency_one_core_s"] = statistics.median(one_core)
         os.environ[warm.WARM_ENV] = "off"
         numbers["latency_not_warm_s"] = timed(lambda: grade_one(course, names[0]))
         os.environ[sandbox.SANDBOX_ENV] = "off"
@@ -138,6 +149,9 @@ def main(argv=None) -> int:
         print(f"latency, one correct submission, warm worker: {numbers['latency_s']:.1f} s = "
               f"{numbers['latency_s'] / numbers['floor_s']:.2f}x the floor (runs: {', '.join(f'{x:.1f}' for x in latencies)})")
         print(f"  the worker's first submission (starts the warm nbgrader and verifier): {cold:.1f} s")
+        print(f"  held to one core (as each of 2 workers on 2 cores is): {numbers['latency_one_core_s']:.1f} s"
+              f" (runs: {', '.join(f'{x:.1f}' for x in one_core)}), so 2 workers can give at most"
+              f" {2 * numbers['latency_s'] / numbers['latency_one_core_s']:.2f}x one")
         print(f"  not warm (a fresh nbgrader and verifier per submission, UNET_COURSE_WARM=off): "
               f"{numbers['latency_not_warm_s']:.1f} s = {numbers['latency_not_warm_s'] / numbers['floor_s']:.2f}x; "
               f"also without the sandbox: {numbers['latency_not_warm_unsandboxed_s']:.1f} s")
@@ -170,7 +184,8 @@ def main(argv=None) -> int:
             print(f"throughput ratio, 2 workers / 1: {numbers['batch_1_workers_s'] / numbers['batch_2_workers_s']:.2f}x"
                   f" for the whole batch, {numbers['steady_2_workers_per_minute'] / numbers['steady_1_workers_per_minute']:.2f}x"
                   f" after each worker's first submission (this machine's two-process ceilings:"
-                  f" {numbers['two_process_ceiling']:.2f}x, {numbers['two_process_ceiling_tensorflow']:.2f}x)")
+                  f" {numbers['two_process_ceiling']:.2f}x, {numbers['two_process_ceiling_tensorflow']:.2f}x;"
+                  f" 2 x one grading held to one core: {2 * numbers['latency_s'] / numbers['latency_one_core_s']:.2f}x)")
     if args.json:
         args.json.write_text(json.dumps(numbers, indent=2))
     return 0
