@@ -95,6 +95,16 @@ def make_course(root: Path, students: int) -> tuple[Path, list[str]]:
     return course, names
 
 
+def busy_core_seconds() -> float | None:
+    """Core-seconds this machine has spent busy since boot (all processes, /proc/stat), or None."""
+    try:
+        fields = [float(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + fields[4]  # idle and iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
 def timed(action) -> float:
     started = time.perf_counter()
     action()
@@ -166,10 +176,11 @@ def main(argv=None) -> int:
                 for workers in (1, 2):
                     warm.stop()  # each batch starts its workers' warm graders: both pay that once
                     finished = []
-                    started = time.perf_counter()
+                    busy_before, started = busy_core_seconds(), time.perf_counter()
                     autograde(course, names, progress=False, workers=workers,
                               done=lambda result: finished.append(time.perf_counter() - started))
                     seconds = finished[-1]
+                    busy = None if busy_before is None else busy_core_seconds() - busy_before
                     # Once every worker has graded its first submission (and started its warm
                     # nbgrader and verifier): the rate a large class is graded at.
                     steady = (len(finished) - workers) / (finished[-1] - finished[workers - 1])
@@ -180,6 +191,10 @@ def main(argv=None) -> int:
                           f"{seconds / len(names):.1f} s per submission, {60 * len(names) / seconds:.1f} per minute; "
                           f"after each worker's first: {60 * steady:.1f} per minute (the first {workers} done after"
                           f" {finished[workers - 1]:.1f} s: start-up)")
+                    if busy is not None:  # more core-seconds per submission with 2 workers: work they add
+                        numbers[f"core_seconds_per_submission_{workers}_workers"] = busy / len(names)
+                        print(f"  the machine was busy {busy:.0f} core-s: {busy / len(names):.1f} per submission,"
+                              f" {busy / (time.perf_counter() - started):.2f} cores on average")
                 os.environ.pop(DB_ENV)
             print(f"throughput ratio, 2 workers / 1: {numbers['batch_1_workers_s'] / numbers['batch_2_workers_s']:.2f}x"
                   f" for the whole batch, {numbers['steady_2_workers_per_minute'] / numbers['steady_1_workers_per_minute']:.2f}x"
