@@ -133,8 +133,8 @@ def main(argv=None) -> int:
         cold = timed(lambda: grade_one(course, names[0]))  # this process's warm grader starts here
         latencies = [timed(lambda: grade_one(course, names[0])) for _ in range(args.repeats)]
         numbers["latency_first_s"], numbers["latency_s"] = cold, statistics.median(latencies)
-        # The same, held to one core as each of 2 workers on 2 cores is (the warm processes too):
-        # alone, a grading also uses the second core now and then, which 2 workers cannot.
+        # The same, held to one core as each of 2 workers on 2 cores is (the warm processes too): if
+        # a grading alone gained from the second core, 2 workers could not double one worker's rate.
         warm.stop()
         all_cores = os.sched_getaffinity(0)
         os.sched_setaffinity(0, {min(all_cores)})
@@ -160,7 +160,7 @@ def main(argv=None) -> int:
               f"{numbers['latency_s'] / numbers['floor_s']:.2f}x the floor (runs: {', '.join(f'{x:.1f}' for x in latencies)})")
         print(f"  the worker's first submission (starts the warm nbgrader and verifier): {cold:.1f} s")
         print(f"  held to one core (as each of 2 workers on 2 cores is): {numbers['latency_one_core_s']:.1f} s"
-              f" (runs: {', '.join(f'{x:.1f}' for x in one_core)}), so 2 workers can give at most"
+              f" (runs: {', '.join(f'{x:.1f}' for x in one_core)}); 2 workers at that rate each would give"
               f" {2 * numbers['latency_s'] / numbers['latency_one_core_s']:.2f}x one")
         print(f"  not warm (a fresh nbgrader and verifier per submission, UNET_COURSE_WARM=off): "
               f"{numbers['latency_not_warm_s']:.1f} s = {numbers['latency_not_warm_s'] / numbers['floor_s']:.2f}x; "
