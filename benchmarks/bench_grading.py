@@ -40,6 +40,7 @@ from pg_server import postgres_missing_reason, running_postgres  # noqa: E402
 from unet_course.processor import cpu_flags, cpu_name  # noqa: E402 - no TensorFlow: Dask's worker processes re-import this file
 from unet_grader import sandbox, warm  # noqa: E402
 from unet_grader.batch import autograde, grade_one  # noqa: E402
+from unet_grader.cluster import worker_environment  # noqa: E402
 from unet_grader.coursedir import DB_ENV, as_course, copy_course  # noqa: E402
 from unet_grader.examples import MISTAKES, make_submission, write_submission  # noqa: E402
 from unet_grader.release import release  # noqa: E402
@@ -67,8 +68,6 @@ TENSORFLOW_CODE = TIMED.format(FLOOR_CODE)
 def parallel_seconds(code: str, processes: int) -> float:
     """The slowest of ``processes`` copies of ``code`` run at the same time, each with the thread
     share a grading worker gets when ``processes`` workers share this machine."""
-    from unet_grader.cluster import worker_environment
-
     env = {**os.environ, **worker_environment(processes)}
     runs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT)
             for _ in range(processes)]

@@ -9,6 +9,7 @@ the other worker, every student has one submission row and one row per grade cel
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -259,7 +260,7 @@ def test_local_workers_share_the_cores_instead_of_each_taking_all(monkeypatch):
 def _cores_here_and_in_a_child() -> tuple[list[int], list[int]]:
     child = subprocess.run([sys.executable, "-c", "import os; print(sorted(os.sched_getaffinity(0)))"],
                            capture_output=True, text=True, check=True)
-    return sorted(os.sched_getaffinity(0)), eval(child.stdout)
+    return sorted(os.sched_getaffinity(0)), json.loads(child.stdout)
 
 
 @pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,

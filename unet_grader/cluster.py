@@ -140,20 +140,24 @@ def keep_graded(course: Course, student: str, graded: GradedSubmission) -> None:
 THREAD_ENV = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
 
 
+def usable_cores() -> list[int]:
+    """The cores this process may run on (its CPU affinity; every core where there is none)."""
+    if hasattr(os, "sched_getaffinity"):
+        return sorted(os.sched_getaffinity(0))
+    return list(range(os.cpu_count() or 1))
+
+
 def worker_environment(workers: int) -> dict[str, str]:
     """The variables that give each of ``workers`` grading workers on this machine its share of
     the cores (at least one); a value already set here (the instructor's choice) is kept."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    share = str(max(1, cores // max(workers, 1)))
+    share = str(max(1, len(usable_cores()) // max(workers, 1)))
     return {name: os.environ.get(name, share) for name in THREAD_ENV}
 
 
 def own_cores(index: int, workers: int) -> set[int] | None:
     """Local worker ``index``'s own share of this machine's cores (a contiguous slice, cores // N
     of them), or None when there are fewer cores than workers (then they share all)."""
-    if not hasattr(os, "sched_getaffinity"):
-        return None
-    cores = sorted(os.sched_getaffinity(0))
+    cores = usable_cores()
     share = len(cores) // max(workers, 1)
     if share < 1 or not 0 <= index < workers:
         return None
