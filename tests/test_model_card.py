@@ -1,0 +1,38 @@
+"""The CamVid model card (models/camvid_unet/README.md) shows the committed results, not a hand-edited copy."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+MODEL = ROOT / "models" / "camvid_unet"
+
+
+def ablation_tool():
+    spec = importlib.util.spec_from_file_location("camvid_ablation", ROOT / "tools" / "camvid_ablation.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_ablation_table_in_the_model_card_is_the_one_the_tool_writes():
+    tool = ablation_tool()
+    result = json.loads((MODEL / "ablation.json").read_text())
+    assert tool.markdown(result) in (MODEL / "README.md").read_text(), (
+        "models/camvid_unet/README.md differs from ablation.json: paste the output of "
+        "`python tools/camvid_ablation.py --table`")
+
+
+def test_every_ablation_row_is_a_row_of_the_tool_with_its_command_and_baseline():
+    tool = ablation_tool()
+    rows = {name: (options, baseline) for name, _what, options, baseline in tool.ROWS}
+    result = json.loads((MODEL / "ablation.json").read_text())
+    names = [row["name"] for row in result["rows"]]
+    assert len(names) == len(set(names))
+    for row in result["rows"]:
+        options, baseline = rows[row["name"]]
+        assert row["command"] == tool.shown_command(row["name"], options)
+        assert row["baseline"] == baseline
+        assert baseline is None or baseline in names, f"{row['name']} is compared with a row that is not in the table"
