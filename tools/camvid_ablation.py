@@ -8,6 +8,7 @@ shipped weights' first step, whose committed ``metrics.json`` stands in for its 
 resumable: a row whose run folder has ``metrics.json`` is not run again.
 
     .venv/bin/python tools/camvid_ablation.py --data ../shared/data/camvid --run    # train what is missing
+    .venv/bin/python tools/camvid_ablation.py --data ../shared/data/camvid --run --rows no_weights_full  # one row
     .venv/bin/python tools/camvid_ablation.py --table                                # write the table
 
 ``--table`` writes ``models/camvid_unet/ablation.json`` (read by the training notebook) and prints the
@@ -30,22 +31,27 @@ HOLDOUT = "0006R0"
 SHORT = ["--preset", "course", "--image-size", "144", "192", "--epochs", "12"]
 FULL = ["--preset", "course", "--epochs", "41", "--max-minutes", "95"]
 NO_AUGMENT = "without augmentation (no flips, zoom-and-crop or colour jitter)"
+NO_WEIGHTS = "without class weights (plain cross-entropy over the 11 classes)"
+NO_DECAY = "without weight decay (Adam instead of AdamW)"
+CONSTANT_LR = "without the schedule (constant learning rate, no warm-up)"
+CONSTANT_LR_OPTIONS = ["--schedule", "constant", "--warmup-epochs", "0"]
 
 # (name, what the row changes, training options after the common ones, the row it is compared with)
 ROWS = [
     ("course_144", "the course's recipe (short run: 12 epochs at 144x192)", SHORT, None),
     ("no_augment", NO_AUGMENT, SHORT + ["--no-augment"], "course_144"),
-    ("no_weights", "without class weights (plain cross-entropy over the 11 classes)",
-     SHORT + ["--class-weights", "none"], "course_144"),
-    ("no_decay", "without weight decay (Adam instead of AdamW)", SHORT + ["--weight-decay", "0"], "course_144"),
-    ("constant_lr", "without the schedule (constant learning rate, no warm-up)",
-     SHORT + ["--schedule", "constant", "--warmup-epochs", "0"], "course_144"),
+    ("no_weights", NO_WEIGHTS, SHORT + ["--class-weights", "none"], "course_144"),
+    ("no_decay", NO_DECAY, SHORT + ["--weight-decay", "0"], "course_144"),
+    ("constant_lr", CONSTANT_LR, SHORT + CONSTANT_LR_OPTIONS, "course_144"),
     ("course_full", "the course's recipe in full (the shipped weights' first step: launched as "
                     "`--epochs 60 --max-minutes 70`, re-planned to 41 epochs by the time budget)",
      ["--preset", "course", "--epochs", "60", "--max-minutes", "70"], None),
     ("classic", "the classic lab's recipe, in full (96x128, no augmentation, no class weights, constant lr, "
                 "40 epochs)", ["--preset", "classic"], "course_full"),
     ("no_augment_full", NO_AUGMENT + ", in full", FULL + ["--no-augment"], "course_full"),
+    ("no_weights_full", NO_WEIGHTS + ", in full", FULL + ["--class-weights", "none"], "course_full"),
+    ("no_decay_full", NO_DECAY + ", in full", FULL + ["--weight-decay", "0"], "course_full"),
+    ("constant_lr_full", CONSTANT_LR + ", in full", FULL + CONSTANT_LR_OPTIONS, "course_full"),
 ]
 # Rows whose run is committed rather than kept under runs/ablation.
 COMMITTED = {"course_full": ROOT / "models" / "camvid_unet" / "metrics.json"}
@@ -68,10 +74,12 @@ def metrics_path(name: str) -> Path:
     return path if path.is_file() or name not in COMMITTED else COMMITTED[name]
 
 
-def run(data: str) -> None:
+def run(data: str, only: list[str] | None = None) -> None:
     for name, _what, options, _baseline in ROWS:
         if metrics_path(name).is_file():
             print(f"{name}: done already")
+            continue
+        if only and name not in only:
             continue
         RUNS.mkdir(parents=True, exist_ok=True)
         print(f"{name}: training ({shown_command(name, options)})", flush=True)
@@ -124,9 +132,11 @@ def main(argv=None) -> int:
     parser.add_argument("--data", default="data/camvid", help="CamVid folder (SegNet layout)")
     parser.add_argument("--run", action="store_true", help="train the rows that have no metrics.json yet")
     parser.add_argument("--table", action="store_true", help=f"write {OUT.relative_to(ROOT)} and print the table")
+    parser.add_argument("--rows", nargs="+", metavar="NAME", choices=[row[0] for row in ROWS],
+                        help="with --run: train only these rows (a full-length row takes 1 to 1.5 hours on 2 cores)")
     args = parser.parse_args(argv)
     if args.run:
-        run(args.data)
+        run(args.data, args.rows)
     if args.table:
         result = table()
         OUT.write_text(json.dumps(result, indent=1) + "\n")
