@@ -76,10 +76,10 @@ def metrics_path(name: str) -> Path:
 
 def run(data: str, only: list[str] | None = None) -> None:
     for name, _what, options, _baseline in ROWS:
+        if only and name not in only:
+            continue
         if metrics_path(name).is_file():
             print(f"{name}: done already")
-            continue
-        if only and name not in only:
             continue
         RUNS.mkdir(parents=True, exist_ok=True)
         print(f"{name}: training ({shown_command(name, options)})", flush=True)
