@@ -290,3 +290,20 @@ def test_own_cores_splits_the_machine_and_gives_up_below_one_core_each(monkeypat
     assert [cluster.own_cores(i, 4) for i in range(4)] == [{0, 1}, {2, 3}, {4, 5}, {6, 7}]
     assert cluster.own_cores(0, 1) == set(range(9))
     assert cluster.own_cores(0, 10) is None and cluster.own_cores(4, 4) is None
+
+
+def test_local_workers_run_without_dasks_profiler():
+    """Dask's profiler samples every worker thread each 10 ms: a third of a core for two idle workers
+    on 2 cores, taken from the gradings. Local workers start without it; the instructor's own Dask
+    configuration is left as it was."""
+    import dask
+
+    from unet_grader import cluster
+
+    before = dask.config.get("distributed.worker.profile.enabled")
+    with cluster.local_cluster(2) as client:
+        callbacks = client.run(lambda dask_worker: sorted(dask_worker.periodic_callbacks))
+    assert len(callbacks) == 2
+    for names in callbacks.values():
+        assert "heartbeat" in names and "profile" not in names and "profile-cycle" not in names
+    assert dask.config.get("distributed.worker.profile.enabled") == before
