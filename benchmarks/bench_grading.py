@@ -2,6 +2,7 @@
 
     python benchmarks/bench_grading.py                       # 20 submissions, 1 and 2 workers
     python benchmarks/bench_grading.py --submissions 6 --repeats 1
+    python benchmarks/bench_grading.py --submissions 12 --rounds 3   # 3 back-to-back pairs of batches
 
 The floor is what any grading must pay: a fresh kernel that imports TensorFlow and builds one
 default U-Net (nbclient, no nbgrader). Latency is one `unet_grader.batch.grade_one` (nbgrader
@@ -94,14 +95,33 @@ def make_course(root: Path, students: int) -> tuple[Path, list[str]]:
     return course, names
 
 
-def busy_core_seconds() -> float | None:
-    """Core-seconds this machine has spent busy since boot (all processes, /proc/stat), or None."""
+def cpu_seconds() -> tuple[float, float] | None:
+    """Core-seconds this machine has spent busy, and had stolen by its hypervisor, since boot (all
+    processes, /proc/stat), or None. Stolen time is a neighbour on the host running on our virtual
+    cores: it slows a batch without being work of ours, so it is counted apart."""
     try:
         fields = [float(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
     except (OSError, ValueError):
         return None
-    idle = fields[3] + fields[4]  # idle and iowait
-    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+    idle, steal = fields[3] + fields[4], fields[7]  # idle and iowait; steal
+    return (sum(fields[:7]) - idle) / os.sysconf("SC_CLK_TCK"), steal / os.sysconf("SC_CLK_TCK")
+
+
+def grade_batch(course: Path, names: list[str], workers: int) -> dict:
+    """One batch with ``workers`` workers, from cold (each worker starts its warm nbgrader and
+    verifier): its time, its rate once every worker has graded its first submission (the rate a
+    large class is graded at), and the core-seconds it used and had stolen."""
+    warm.stop()
+    finished = []
+    before, started = cpu_seconds(), time.perf_counter()
+    autograde(course, names, progress=False, workers=workers,
+              done=lambda result: finished.append(time.perf_counter() - started))
+    after = cpu_seconds()
+    batch = {"seconds": finished[-1], "first_s": finished[workers - 1],
+             "steady_per_minute": 60 * (len(finished) - workers) / (finished[-1] - finished[workers - 1])}
+    if before and after:
+        batch["busy_core_s"], batch["stolen_core_s"] = after[0] - before[0], after[1] - before[1]
+    return batch
 
 
 def timed(action) -> float:
@@ -114,6 +134,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--submissions", type=int, default=20, help="per batch; at least 4")
     parser.add_argument("--repeats", type=int, default=3, help="repeats for the floor and latency medians")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="batches of 1 then 2 workers, back to back; the ratios' median is printed")
     parser.add_argument("--json", type=Path, help="also write the numbers here")
     args = parser.parse_args(argv)
     print(f"processor: {cpu_name()} ({', '.join(cpu_flags())}), cores: {os.cpu_count()}, "
@@ -172,32 +194,31 @@ def main(argv=None) -> int:
             with running_postgres() as url:
                 os.environ[DB_ENV] = url
                 release(course)  # the assignment in that gradebook
-                for workers in (1, 2):
-                    warm.stop()  # each batch starts its workers' warm graders: both pay that once
-                    finished = []
-                    busy_before, started = busy_core_seconds(), time.perf_counter()
-                    autograde(course, names, progress=False, workers=workers,
-                              done=lambda result: finished.append(time.perf_counter() - started))
-                    seconds = finished[-1]
-                    busy = None if busy_before is None else busy_core_seconds() - busy_before
-                    # Once every worker has graded its first submission (and started its warm
-                    # nbgrader and verifier): the rate a large class is graded at.
-                    steady = (len(finished) - workers) / (finished[-1] - finished[workers - 1])
-                    numbers[f"batch_{workers}_workers_s"] = seconds
-                    numbers[f"steady_{workers}_workers_per_minute"] = 60 * steady
-                    numbers[f"first_{workers}_workers_s"] = finished[workers - 1]
-                    print(f"{len(names)} submissions, {workers} worker(s): {seconds:.0f} s = "
-                          f"{seconds / len(names):.1f} s per submission, {60 * len(names) / seconds:.1f} per minute; "
-                          f"after each worker's first: {60 * steady:.1f} per minute (the first {workers} done after"
-                          f" {finished[workers - 1]:.1f} s: start-up)")
-                    if busy is not None:  # more core-seconds per submission with 2 workers: work they add
-                        numbers[f"core_seconds_per_submission_{workers}_workers"] = busy / len(names)
-                        print(f"  the machine was busy {busy:.0f} core-s: {busy / len(names):.1f} per submission,"
-                              f" {busy / (time.perf_counter() - started):.2f} cores on average")
+                # Rounds of 1 then 2 workers, back to back: on a shared host the cores' speed drifts
+                # over minutes, so each round's ratio compares batches run under the same neighbours.
+                rounds = []
+                for round_number in range(1, args.rounds + 1):
+                    pair = {workers: grade_batch(course, names, workers) for workers in (1, 2)}
+                    rounds.append(pair)
+                    for workers, batch in pair.items():
+                        n = len(names)
+                        cores = (f"; busy {batch['busy_core_s'] / n:.1f} core-s per submission"
+                                 f" ({batch['busy_core_s'] / batch['seconds']:.2f} cores on average),"
+                                 f" {batch['stolen_core_s']:.0f} core-s stolen by the host") if "busy_core_s" in batch else ""
+                        print(f"round {round_number}, {n} submissions, {workers} worker(s): {batch['seconds']:.0f} s,"
+                              f" {60 * n / batch['seconds']:.1f} per minute; after each worker's first:"
+                              f" {batch['steady_per_minute']:.1f} per minute (first {workers} done after"
+                              f" {batch['first_s']:.1f} s){cores}")
+                    print(f"round {round_number}, 2 workers / 1: {pair[1]['seconds'] / pair[2]['seconds']:.2f}x whole"
+                          f" batch, {pair[2]['steady_per_minute'] / pair[1]['steady_per_minute']:.2f}x after each"
+                          " worker's first submission")
+                numbers["rounds"] = [{str(w): b for w, b in pair.items()} for pair in rounds]
                 os.environ.pop(DB_ENV)
-            print(f"throughput ratio, 2 workers / 1: {numbers['batch_1_workers_s'] / numbers['batch_2_workers_s']:.2f}x"
-                  f" for the whole batch, {numbers['steady_2_workers_per_minute'] / numbers['steady_1_workers_per_minute']:.2f}x"
-                  f" after each worker's first submission (this machine's two-process ceilings:"
+            whole = statistics.median(pair[1]["seconds"] / pair[2]["seconds"] for pair in rounds)
+            steady = statistics.median(pair[2]["steady_per_minute"] / pair[1]["steady_per_minute"] for pair in rounds)
+            numbers["ratio_whole"], numbers["ratio_steady"] = whole, steady
+            print(f"throughput ratio, 2 workers / 1 (median of {len(rounds)} round(s)): {whole:.2f}x for the whole"
+                  f" batch, {steady:.2f}x after each worker's first submission (this machine's two-process ceilings:"
                   f" {numbers['two_process_ceiling']:.2f}x, {numbers['two_process_ceiling_tensorflow']:.2f}x;"
                   f" 2 x one grading held to one core: {2 * numbers['latency_s'] / numbers['latency_one_core_s']:.2f}x)")
     if args.json:
