@@ -3,6 +3,7 @@
     python benchmarks/bench_grading.py                       # 20 submissions, 1 and 2 workers
     python benchmarks/bench_grading.py --submissions 6 --repeats 1
     python benchmarks/bench_grading.py --submissions 12 --rounds 3   # 3 back-to-back pairs of batches
+    python benchmarks/bench_grading.py --submissions 10 --per-process  # which processes used the CPU
 
 The floor is what any grading must pay: a fresh kernel that imports TensorFlow and builds one
 default U-Net (nbclient, no nbgrader). Latency is one `unet_grader.batch.grade_one` (nbgrader
@@ -19,12 +20,15 @@ both cores.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -107,16 +111,65 @@ def cpu_seconds() -> tuple[float, float] | None:
     return (sum(fields[:7]) - idle) / os.sysconf("SC_CLK_TCK"), steal / os.sysconf("SC_CLK_TCK")
 
 
-def grade_batch(course: Path, names: list[str], workers: int) -> dict:
+class CpuByProcess:
+    """Each process's CPU time while a block runs, by command line: /proc read every 0.2 s from a
+    thread (a process that lives less than that is missed; one seen ending counts under "(ended)")."""
+
+    def __init__(self):
+        self.seen: dict[tuple[str, str], tuple[str, float]] = {}
+        self.stop = threading.Event()
+
+    def _sample(self, into: dict) -> None:
+        tick = os.sysconf("SC_CLK_TCK")
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            name = re.sub(r"/tmp/\S+|\d{3,}", "…", command)[:90].strip() or "(ended)"
+            into[(pid, stat[19])] = (name, (int(stat[11]) + int(stat[12])) / tick)  # key: pid, start time
+
+    def __enter__(self):
+        self.before: dict = {}
+        self._sample(self.before)
+        self.thread = threading.Thread(target=self._watch, daemon=True)
+        self.thread.start()
+        return self
+
+    def _watch(self) -> None:
+        while not self.stop.wait(0.2):
+            self._sample(self.seen)
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
+        self._sample(self.seen)
+
+    def totals(self) -> list[tuple[str, float]]:
+        by_name: dict[str, float] = {}
+        for key, (name, seconds) in self.seen.items():
+            used = seconds - self.before.get(key, (name, 0.0))[1]
+            if used > 0.05:
+                by_name[name] = by_name.get(name, 0.0) + used
+        return sorted(by_name.items(), key=lambda item: -item[1])
+
+
+def grade_batch(course: Path, names: list[str], workers: int, per_process: bool = False) -> dict:
     """One batch with ``workers`` workers, from cold (each worker starts its warm nbgrader and
     verifier): its time, its rate once every worker has graded its first submission (the rate a
     large class is graded at), and the core-seconds it used and had stolen."""
     warm.stop()
     finished = []
-    before, started = cpu_seconds(), time.perf_counter()
-    autograde(course, names, progress=False, workers=workers,
-              done=lambda result: finished.append(time.perf_counter() - started))
-    after = cpu_seconds()
+    with contextlib.ExitStack() as stack:
+        processes = stack.enter_context(CpuByProcess()) if per_process else None
+        before, started = cpu_seconds(), time.perf_counter()
+        autograde(course, names, progress=False, workers=workers,
+                  done=lambda result: finished.append(time.perf_counter() - started))
+        after = cpu_seconds()
+    if processes:
+        for name, seconds in processes.totals()[:8]:
+            print(f"    {seconds:6.1f} core-s  {name}")
     batch = {"seconds": finished[-1], "first_s": finished[workers - 1],
              "steady_per_minute": 60 * (len(finished) - workers) / (finished[-1] - finished[workers - 1])}
     if before and after:
@@ -136,6 +189,8 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="repeats for the floor and latency medians")
     parser.add_argument("--rounds", type=int, default=1,
                         help="batches of 1 then 2 workers, back to back; the ratios' median is printed")
+    parser.add_argument("--per-process", action="store_true",
+                        help="also print which processes used the CPU in each batch (/proc, every 0.2 s)")
     parser.add_argument("--json", type=Path, help="also write the numbers here")
     args = parser.parse_args(argv)
     print(f"processor: {cpu_name()} ({', '.join(cpu_flags())}), cores: {os.cpu_count()}, "
@@ -198,7 +253,7 @@ def main(argv=None) -> int:
                 # over minutes, so each round's ratio compares batches run under the same neighbours.
                 rounds = []
                 for round_number in range(1, args.rounds + 1):
-                    pair = {workers: grade_batch(course, names, workers) for workers in (1, 2)}
+                    pair = {workers: grade_batch(course, names, workers, args.per_process) for workers in (1, 2)}
                     rounds.append(pair)
                     for workers, batch in pair.items():
                         n = len(names)
