@@ -207,9 +207,11 @@ def local_cluster(workers: int):
     import dask
     from distributed import Client, LocalCluster
 
-    with dask.config.set(QUIET_WORKERS), LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None, silence_logs=logging.ERROR,
-                      env=worker_environment(workers)) as cluster, Client(cluster) as client:
+    with (dask.config.set(QUIET_WORKERS),
+          LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                       dashboard_address=None, silence_logs=logging.ERROR,
+                       env=worker_environment(workers)) as cluster,
+          Client(cluster) as client):
         if hasattr(os, "sched_setaffinity") and os.path.isdir("/proc/self/task"):
             client.register_plugin(OwnCores(workers))
         yield client
