@@ -161,13 +161,13 @@ def grade_batch(course: Path, names: list[str], workers: int, per_process: bool 
     large class is graded at), and the core-seconds it used and had stolen."""
     warm.stop()
     finished = []
-    with contextlib.ExitStack() as stack:
-        processes = stack.enter_context(CpuByProcess()) if per_process else None
+    with CpuByProcess() if per_process else contextlib.nullcontext() as processes:
         before, started = cpu_seconds(), time.perf_counter()
         autograde(course, names, progress=False, workers=workers,
                   done=lambda result: finished.append(time.perf_counter() - started))
         after = cpu_seconds()
     if processes:
+        print(f"  CPU by process, {len(names)} submissions, {workers} worker(s):")
         for name, seconds in processes.totals()[:8]:
             print(f"    {seconds:6.1f} core-s  {name}")
     batch = {"seconds": finished[-1], "first_s": finished[workers - 1],
