@@ -9,7 +9,6 @@ the other worker, every student has one submission row and one row per grade cel
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -23,6 +22,7 @@ import pytest
 
 from conftest import ROOT
 from pg_server import fresh_database
+from processes import descendants
 from unet_grader.assignment import ASSIGNMENT, NOTEBOOK
 from unet_grader.batch import autograde, gradebook
 from unet_grader.coursedir import DB_ENV, copy_course
@@ -155,12 +155,48 @@ def dask_cluster(tmp_path):
         cluster.close()
 
 
+class KernelCores:
+    """The cores each student kernel under this process may run on, sampled while grading."""
+
+    def __init__(self):
+        self.seen: dict[int, frozenset] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self):
+        while not self._stop.wait(0.1):
+            for pid, argv in descendants().items():
+                if any(b"ipykernel_launcher" in part for part in argv) and pid not in self.seen:
+                    try:
+                        self.seen[pid] = frozenset(os.sched_getaffinity(pid))
+                    except OSError:  # ended meanwhile
+                        pass
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
 def test_two_local_workers_give_the_sequential_sqlite_grades(sequential, postgres_db_url, tmp_path, monkeypatch):
+    from unet_grader import warm
+
     monkeypatch.setenv(DB_ENV, postgres_db_url)  # nbgrader_config.py passes it to every command
     course = _course(tmp_path / "course")
     assert not (course / "gradebook.db").exists(), "the PostgreSQL course must not fall back to SQLite"
-    results = autograde(course, progress=False, workers=2)
+    with KernelCores() as kernels:
+        results = autograde(course, progress=False, workers=2)
     assert _grades(course) == sequential
+    # Each worker's kernels keep to its own cores (Linux, two cores or more); the workers' kept
+    # processes ended with the cluster, and this process's own cores are as they were.
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if len(cores) >= 2:
+        share = len(cores) // 2
+        assert set(kernels.seen.values()) == {frozenset(cores[:share]), frozenset(cores[share:2 * share])}, kernels.seen
+    assert set(warm._GRADERS) <= {threading.get_ident()}, "the workers' warm graders outlived the cluster"
     assert sorted(r.student for r in results) == sorted(sequential)
     assert sum(sequential["d1_solution"].values()) == 100 and sum(sequential["d4_empty"].values()) == 0
     rows, nulls = _rows(postgres_db_url)
@@ -257,32 +293,6 @@ def test_local_workers_share_the_cores_instead_of_each_taking_all(monkeypatch):
     assert cluster.worker_environment(2) == {"TF_NUM_INTRAOP_THREADS": "3", "TF_NUM_INTEROP_THREADS": "4"}
 
 
-def _cores_here_and_in_a_child() -> tuple[list[int], list[int]]:
-    child = subprocess.run([sys.executable, "-c", "import os; print(sorted(os.sched_getaffinity(0)))"],
-                           capture_output=True, text=True, check=True)
-    return sorted(os.sched_getaffinity(0)), json.loads(child.stdout)
-
-
-@pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
-                    reason="needs two cores and Linux's CPU affinity")
-def test_local_workers_each_keep_to_their_own_cores():
-    """Two gradings left to the operating system share both cores and slow each other; each local
-    worker, and every process it starts (kernel, verifier, nbgrader), keeps to its own share."""
-    from distributed import wait
-
-    from unet_grader import cluster
-
-    cores = sorted(os.sched_getaffinity(0))
-    with cluster.local_cluster(2) as client:
-        workers = sorted(client.scheduler_info()["workers"].items(), key=lambda item: int(item[1]["name"]))
-        futures = [client.submit(_cores_here_and_in_a_child, workers=[address], pure=False) for address, _ in workers]
-        wait(futures)
-        seen = [f.result() for f in futures]
-    share = len(cores) // 2
-    assert seen == [(cores[:share],) * 2, (cores[share:2 * share],) * 2]
-    assert sorted(os.sched_getaffinity(0)) == cores  # the instructor's own process is left alone
-
-
 def test_own_cores_splits_the_machine_and_gives_up_below_one_core_each(monkeypatch):
     from unet_grader import cluster
 
@@ -297,6 +307,7 @@ def test_local_workers_run_without_dasks_profiler():
     on 2 cores, taken from the gradings. Local workers start without it; the instructor's own Dask
     configuration is left as it was."""
     import dask
+    import distributed  # noqa: F401 - Dask's configuration has the distributed section once it is imported
 
     from unet_grader import cluster
 

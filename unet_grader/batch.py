@@ -21,12 +21,13 @@ import warnings
 from dataclasses import dataclass, field
 
 from unet_grader.assignment import ASSIGNMENT, EXERCISES, NOTEBOOK
-from unet_grader.coursedir import Course, CourseError, as_course, nbgrader, nbgrader_environment, path_with_scripts
+from unet_grader.coursedir import (Course, CourseError, as_course, nbgrader, nbgrader_environment, path_with_scripts,
+                                  setting)
 
 
 def student_timeout() -> int:
     """Seconds one submission may take in all (read when grading starts)."""
-    return int(os.environ.get("UNET_COURSE_STUDENT_TIMEOUT", 1800))
+    return int(setting("UNET_COURSE_STUDENT_TIMEOUT", "1800"))
 
 
 @contextlib.contextmanager

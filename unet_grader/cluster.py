@@ -17,15 +17,12 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from distributed.diagnostics.plugin import WorkerPlugin
-
 from unet_grader.assignment import NOTEBOOK
-from unet_grader.coursedir import DB_ENV, Course, CourseError
+from unet_grader.coursedir import DB_ENV, Course, CourseError, task_environment
 
 # The files of a submission that travel with its task: what nbgrader reads when it autogrades and
 # releases feedback (the secret that `nbgrader submit` writes pairs a feedback page with its
@@ -74,26 +71,6 @@ def make_task(course: Course, student: str, shared: dict[str, bytes] | None = No
                        course.db_url(), student_timeout())
 
 
-_ENV_LOCK = threading.Lock()
-
-
-@contextlib.contextmanager
-def _environment(**values: str) -> Iterator[None]:
-    """These variables for every nbgrader command started meanwhile (nbgrader_config.py reads the
-    gradebook URL, grade_one the timeout); restored afterwards."""
-    with _ENV_LOCK:
-        before = {name: os.environ.get(name) for name in values}
-        os.environ.update(values)
-        try:
-            yield
-        finally:
-            for name, value in before.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
-
-
 def _write_files(root: Path, files: dict[str, bytes]) -> None:
     for relative, content in files.items():
         target = (root / relative).resolve()
@@ -112,7 +89,8 @@ def grade_task(task: GradingTask) -> GradedSubmission:
         _write_files(root, task.course_files)
         course = Course(root)
         _write_files(course.submitted_folder(task.student), task.submission)
-        with _environment(**{DB_ENV: task.db_url, "UNET_COURSE_STUDENT_TIMEOUT": str(task.timeout)}):
+        with task_environment(**{DB_ENV: task.db_url, "UNET_COURSE_STUDENT_TIMEOUT": str(task.timeout)},
+                              **_LOCAL_WORKERS.get(_worker_name(), {})):
             result = batch.grade_safely(course, task.student)
         autograded_folder = course.autograded_folder(task.student)
         autograded = {str(p.relative_to(autograded_folder)): p.read_bytes()
@@ -164,31 +142,35 @@ def own_cores(index: int, workers: int) -> set[int] | None:
     return set(cores[index * share:(index + 1) * share])
 
 
-def pin_process(cores: set[int]) -> None:
-    """Hold every thread of this process to ``cores``; the processes it starts later (the student's
-    kernel, the verifier, nbgrader) inherit that, so the whole grading stays on them."""
-    for tid in os.listdir("/proc/self/task"):
-        try:
-            os.sched_setaffinity(int(tid), cores)
-        except OSError:  # a thread that ended meanwhile
-            pass
+# The grading settings of each worker of this process's local cluster (its name -> variables for
+# its gradings: its share of TensorFlow threads and its own cores), set while the cluster runs.
+_LOCAL_WORKERS: dict = {}
 
 
-class OwnCores(WorkerPlugin):
-    """Each worker of a local cluster on its own cores. Measured on 2 cores: two gradings at once,
-    each held to one core, took as long as one alone (6.6-8.5 s); left to the operating system, which
-    moves both gradings' threads between both cores, 6.9-9.7 s. Also set on a worker the nanny
-    restarts (the scheduler keeps the plugin)."""
+def _worker_name():
+    """The name of the Dask worker running this task (None outside one)."""
+    try:
+        from distributed import get_worker
 
-    name = "unet-grader-own-cores"
+        return get_worker().name
+    except (ImportError, ValueError):
+        return None
 
-    def __init__(self, workers: int):
-        self.workers = workers
 
-    def setup(self, worker):
-        cores = own_cores(int(worker.name), self.workers) if str(worker.name).isdigit() else None
-        if cores:
-            pin_process(cores)
+def local_settings(index: int, workers: int) -> dict[str, str]:
+    """What local worker ``index`` of ``workers`` grades with: cores // N TensorFlow threads in each
+    kernel and verifier (:func:`worker_environment`) and, where there is a core each, its own cores
+    for the nbgrader it forks and the kernel that starts (:data:`unet_grader.warm.CORES_ENV`).
+    Measured on 2 cores: two gradings at once, each held to one core, took as long as one alone
+    (6.6-8.5 s); left to the operating system, which moves both gradings' threads between both
+    cores, 6.9-9.7 s."""
+    from unet_grader.warm import CORES_ENV
+
+    settings = worker_environment(workers)
+    cores = own_cores(index, workers) if hasattr(os, "sched_setaffinity") else None
+    if cores:
+        settings[CORES_ENV] = ",".join(str(core) for core in sorted(cores))
+    return settings
 
 
 # Dask's statistical profiler samples every worker thread's stack every 10 ms: measured on 2 cores,
@@ -199,22 +181,33 @@ QUIET_WORKERS = {"distributed.worker.profile.enabled": False}
 
 @contextlib.contextmanager
 def local_cluster(workers: int):
-    """A Dask client of a local cluster: ``workers`` one-thread processes on 127.0.0.1, each with its
-    share of TensorFlow threads (:func:`worker_environment`) and of the cores (:class:`OwnCores`),
-    without Dask's profiler (:data:`QUIET_WORKERS`)."""
+    """A Dask client of a local cluster: ``workers`` one-thread workers in this process (they talk in
+    memory: no port is opened), each grading with its own warm nbgrader and verifier
+    (:mod:`unet_grader.warm`) and its share of the cores (:func:`local_settings`), without Dask's
+    profiler (:data:`QUIET_WORKERS`).
+
+    Threads, not processes: a grading task only waits on the processes it starts (nbgrader, the
+    kernel, the verifier), so a worker process of its own would only add its start-up (importing
+    Dask, nbgrader's API and the course) and its event loop; measured on 2 cores, the two worker
+    processes (and their nannies) cost 7.8 core-s in a 47-s batch of 10 submissions.
+    """
     import logging
 
     import dask
     from distributed import Client, LocalCluster
 
-    with (dask.config.set(QUIET_WORKERS),
-          LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                       dashboard_address=None, silence_logs=logging.ERROR,
-                       env=worker_environment(workers)) as cluster,
-          Client(cluster) as client):
-        if hasattr(os, "sched_setaffinity") and os.path.isdir("/proc/self/task"):
-            client.register_plugin(OwnCores(workers))
-        yield client
+    from unet_grader import warm
+
+    _LOCAL_WORKERS.update({index: local_settings(index, workers) for index in range(workers)})
+    try:
+        with (dask.config.set(QUIET_WORKERS),
+              LocalCluster(n_workers=workers, threads_per_worker=1, processes=False,
+                           dashboard_address=None, silence_logs=logging.ERROR) as cluster,
+              Client(cluster) as client):
+            yield client
+    finally:
+        _LOCAL_WORKERS.clear()
+        warm.stop(but_this_thread=True)  # the workers' kept processes end with them
 
 
 def needs_shared_gradebook(course: Course, workers: int, scheduler: str | None) -> str | None:
@@ -234,8 +227,8 @@ def run(tasks: list[GradingTask], workers: int = 1, scheduler: str | None = None
     """Grade ``tasks``, yielding ``(student, GradedSubmission or the exception)`` as each finishes.
 
     ``scheduler`` (``tcp://host:port``): on that Dask cluster; ``workers`` > 1: on a local Dask
-    cluster of that many one-thread worker processes, each on its own cores (:func:`local_cluster`);
-    otherwise one after the other, here.
+    cluster of that many workers, each on its own cores (:func:`local_cluster`); otherwise one
+    after the other, here.
     """
     if not scheduler and workers <= 1:
         for task in tasks:

@@ -5,16 +5,43 @@ grading worker's warm nbgrader (:mod:`unet_grader.warm`)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 from unet_grader.assignment import ASSIGNMENT, NOTEBOOK
 
 REPOSITORY = Path(__file__).resolve().parent.parent  # this course's own folder (nbgrader_config.py, solutions/, ...)
 DB_ENV = "UNET_COURSE_DB_URL"  # read by nbgrader_config.py
+
+# Reading a course's nbgrader_config.py may set the edition's language in os.environ for a moment;
+# threads that copy the environment meanwhile (a local grading worker starting nbgrader) wait for it.
+_ENVIRON_LOCK = threading.RLock()
+_TASK = threading.local()
+
+
+@contextlib.contextmanager
+def task_environment(**values: str) -> Iterator[None]:
+    """These variables for what this thread grades: every nbgrader command it starts gets them
+    (:func:`nbgrader_environment`), and what it reads of them (the gradebook URL, the time limit,
+    through :func:`setting`) sees them. The process's own environment, which the other local
+    grading workers' threads share, is not touched."""
+    before = getattr(_TASK, "values", {})
+    _TASK.values = {**before, **values}
+    try:
+        yield
+    finally:
+        _TASK.values = before
+
+
+def setting(name: str, default: str | None = None) -> str | None:
+    """``name`` as this thread's grading task sets it (:func:`task_environment`), else the environment's."""
+    return getattr(_TASK, "values", {}).get(name) or os.environ.get(name, default)
 
 
 class CourseError(RuntimeError):
@@ -35,16 +62,17 @@ class Course:
 
         from unet_course.i18n import LANGUAGE_ENV
 
-        before = os.environ.get(LANGUAGE_ENV)
-        try:
-            config = PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config()
-        finally:  # an edition's config names its language in the environment (for nbgrader's own runs):
-            # keep it as this course's language, without changing this process's
-            self.language = os.environ.get(LANGUAGE_ENV) or None
-            if before is None:
-                os.environ.pop(LANGUAGE_ENV, None)
-            else:
-                os.environ[LANGUAGE_ENV] = before
+        with _ENVIRON_LOCK:
+            before = os.environ.get(LANGUAGE_ENV)
+            try:
+                config = PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config()
+            finally:  # an edition's config names its language in the environment (for nbgrader's own
+                # runs): keep it as this course's language, without changing this process's
+                self.language = os.environ.get(LANGUAGE_ENV) or None
+                if before is None:
+                    os.environ.pop(LANGUAGE_ENV, None)
+                else:
+                    os.environ[LANGUAGE_ENV] = before
         self.root = root
         self.directory = CourseDirectory(config=config)
         self.directory.root = str(root)
@@ -99,7 +127,7 @@ class Course:
 
     def db_url(self) -> str:
         """The gradebook nbgrader uses for this course (UNET_COURSE_DB_URL, else the configured one)."""
-        return os.environ.get(DB_ENV) or self.directory.db_url
+        return setting(DB_ENV) or self.directory.db_url
 
 
 def as_course(course) -> Course:
@@ -115,9 +143,12 @@ def path_with_scripts(path: str) -> str:
 
 
 def nbgrader_environment() -> dict:
-    """The environment nbgrader commands run in: this one, without Python warnings, and with this
-    environment's scripts first on PATH (nbgrader runs ``alembic``, the gradebook migrations, from it)."""
-    return dict(os.environ, PYTHONWARNINGS="ignore", PATH=path_with_scripts(os.environ.get("PATH", "")))
+    """The environment nbgrader commands run in: this one with this thread's grading task's variables
+    (:func:`task_environment`), without Python warnings, and with this environment's scripts first on
+    PATH (nbgrader runs ``alembic``, the gradebook migrations, from it)."""
+    with _ENVIRON_LOCK:
+        environ = dict(os.environ, **getattr(_TASK, "values", {}))
+    return dict(environ, PYTHONWARNINGS="ignore", PATH=path_with_scripts(environ.get("PATH", "")))
 
 
 def run_nbgrader(course, *args: str, timeout: float | None = None, env: dict | None = None) -> subprocess.CompletedProcess:

@@ -12,7 +12,8 @@ one (see :func:`grader`):
 
 Fresh for every submission: the nbgrader process (a fork: milliseconds instead of the seconds
 its imports take) and the student's kernel in its sandbox. Both kept processes end with the
-worker that started them. ``UNET_COURSE_WARM=off`` grades with a fresh ``nbgrader`` process
+worker that started them. A grading worker is a thread: the process's own (one submission after
+another) or each worker thread of a local Dask cluster, each with its own kept processes. ``UNET_COURSE_WARM=off`` grades with a fresh ``nbgrader`` process
 and a verifier of its own per submission instead (as plain ``nbgrader autograde`` does).
 
     python -m unet_grader.warm      # the warm nbgrader (started by grader(), not by hand)
@@ -35,6 +36,7 @@ import time
 from pathlib import Path
 
 WARM_ENV = "UNET_COURSE_WARM"
+CORES_ENV = "UNET_COURSE_CORES"  # "0,1": the cores a forked nbgrader, and the kernel it starts, keep to
 LOG = logging.getLogger(__name__)
 PRELOAD = (
     "nbgrader.apps.nbgraderapp", "nbgrader.apps.autogradeapp", "nbgrader.converters", "nbgrader.preprocessors",
@@ -68,13 +70,15 @@ class WarmGrader:
     def _ensure_verifier(self) -> None:
         if self._verifier is not None and self._verifier.poll() is None:
             return
+        from unet_grader.coursedir import nbgrader_environment
         from unet_grader.plugins.verdicts import verifier_command
 
         self.socket.unlink(missing_ok=True)
         if self._verifier_log is None:
             self._verifier_log = open(self._folder / "verifier.log", "ab")
         self._verifier = subprocess.Popen(verifier_command("--serve", str(self.socket)), stdin=subprocess.PIPE,
-                                          stdout=subprocess.DEVNULL, stderr=self._verifier_log)
+                                          stdout=subprocess.DEVNULL, stderr=self._verifier_log,
+                                          env=nbgrader_environment())
         deadline = time.monotonic() + 60
         while not self.socket.exists():  # it listens before importing TensorFlow: a moment
             if self._verifier.poll() is not None or time.monotonic() > deadline:
@@ -164,28 +168,29 @@ class WarmGrader:
         shutil.rmtree(self._folder, ignore_errors=True)
 
 
-_GRADER: WarmGrader | None = None
-_GRADER_LOCK = threading.Lock()
+_GRADERS: dict[int, WarmGrader] = {}  # thread ident -> that grading worker's warm grader
+_GRADERS_LOCK = threading.Lock()
 
 
 def grader() -> WarmGrader:
-    """This process's warm grader, started on first use and stopped when the process exits."""
-    global _GRADER
-    with _GRADER_LOCK:
-        if _GRADER is None:
-            _GRADER = WarmGrader()
-            atexit.register(_GRADER.close)
-        return _GRADER
+    """This thread's warm grader, started on first use and stopped by :func:`stop` or when the
+    process exits."""
+    with _GRADERS_LOCK:
+        if threading.get_ident() not in _GRADERS:
+            _GRADERS[threading.get_ident()] = WarmGrader()
+        return _GRADERS[threading.get_ident()]
 
 
-def stop() -> None:
-    """Stop this process's warm grader now (the next submission starts a new one)."""
-    global _GRADER
-    with _GRADER_LOCK:
-        if _GRADER is not None:
-            _GRADER.close()
-            atexit.unregister(_GRADER.close)
-            _GRADER = None
+def stop(but_this_thread: bool = False) -> None:
+    """Stop the warm graders now (the next submission starts a new one); ``but_this_thread``: all
+    but the calling thread's (a local cluster's workers were threads of this process)."""
+    with _GRADERS_LOCK:
+        keep = threading.get_ident() if but_this_thread else None
+        for ident in [ident for ident in _GRADERS if ident != keep]:
+            _GRADERS.pop(ident).close()
+
+
+atexit.register(stop)
 
 
 def _kill_group(pid: int) -> None:
@@ -211,6 +216,8 @@ def _run_child(request: dict) -> None:
         os.chdir(request["cwd"])
         os.environ.clear()
         os.environ.update(request["env"])
+        if cores := os.environ.get(CORES_ENV):  # before nbgrader starts anything: the kernel inherits it
+            os.sched_setaffinity(0, {int(core) for core in cores.split(",")})
         sys.argv = ["nbgrader", *request["args"]]
         from nbgrader.apps.nbgraderapp import main
 
