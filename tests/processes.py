@@ -34,6 +34,15 @@ def descendants(pid: int | None = None) -> dict[int, list[bytes]]:
     return found
 
 
+def parent_of(pid: int) -> int | None:
+    """The parent's pid (None once ``pid`` has ended)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat[stat.rindex(")") + 2:].split()[1])
+
+
 def alive(pid: int) -> bool:
     """Running (not ended, not an unreaped zombie)."""
     try:

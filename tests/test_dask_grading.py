@@ -22,7 +22,7 @@ import pytest
 
 from conftest import ROOT
 from pg_server import fresh_database
-from processes import descendants
+from processes import descendants, parent_of
 from unet_grader.assignment import ASSIGNMENT, NOTEBOOK
 from unet_grader.batch import autograde, gradebook
 from unet_grader.coursedir import DB_ENV, copy_course
@@ -155,22 +155,26 @@ def dask_cluster(tmp_path):
         cluster.close()
 
 
-class KernelCores:
-    """The cores each student kernel under this process may run on, sampled while grading."""
+class GradingProcesses:
+    """Sampled while grading: the cores each student kernel under this process may run on, and the
+    warm nbgraders this process started (its own children; their forks are grandchildren)."""
 
     def __init__(self):
-        self.seen: dict[int, frozenset] = {}
+        self.kernels: dict[int, frozenset] = {}
+        self.warm_nbgraders: set[int] = set()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
     def _sample(self):
         while not self._stop.wait(0.1):
             for pid, argv in descendants().items():
-                if any(b"ipykernel_launcher" in part for part in argv) and pid not in self.seen:
+                if any(b"ipykernel_launcher" in part for part in argv) and pid not in self.kernels:
                     try:
-                        self.seen[pid] = frozenset(os.sched_getaffinity(pid))
+                        self.kernels[pid] = frozenset(os.sched_getaffinity(pid))
                     except OSError:  # ended meanwhile
                         pass
+                elif b"unet_grader.warm" in argv and parent_of(pid) == os.getpid():
+                    self.warm_nbgraders.add(pid)
 
     def __enter__(self):
         self._thread.start()
@@ -187,15 +191,16 @@ def test_two_local_workers_give_the_sequential_sqlite_grades(sequential, postgre
     monkeypatch.setenv(DB_ENV, postgres_db_url)  # nbgrader_config.py passes it to every command
     course = _course(tmp_path / "course")
     assert not (course / "gradebook.db").exists(), "the PostgreSQL course must not fall back to SQLite"
-    with KernelCores() as kernels:
+    with GradingProcesses() as seen:
         results = autograde(course, progress=False, workers=2)
     assert _grades(course) == sequential
-    # Each worker's kernels keep to its own cores (Linux, two cores or more); the workers' kept
-    # processes ended with the cluster, and this process's own cores are as they were.
+    # Each worker's kernels keep to its own cores (Linux, two cores or more); both workers forked
+    # their nbgraders from one warm nbgrader; their verifiers ended with the cluster.
     cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
     if len(cores) >= 2:
         share = len(cores) // 2
-        assert set(kernels.seen.values()) == {frozenset(cores[:share]), frozenset(cores[share:2 * share])}, kernels.seen
+        assert set(seen.kernels.values()) == {frozenset(cores[:share]), frozenset(cores[share:2 * share])}, seen.kernels
+    assert len(seen.warm_nbgraders) == 1, seen.warm_nbgraders
     assert set(warm._GRADERS) <= {threading.get_ident()}, "the workers' warm graders outlived the cluster"
     assert sorted(r.student for r in results) == sorted(sequential)
     assert sum(sequential["d1_solution"].values()) == 100 and sum(sequential["d4_empty"].values()) == 0
@@ -306,8 +311,11 @@ def test_local_workers_run_without_dasks_profiler():
     """Dask's profiler samples every worker thread each 10 ms: a third of a core for two idle workers
     on 2 cores, taken from the gradings. Local workers start without it; the instructor's own Dask
     configuration is left as it was."""
+    import importlib
+
     import dask
-    import distributed  # noqa: F401 - Dask's configuration has the distributed section once it is imported
+
+    importlib.import_module("distributed")  # Dask's configuration has its section once it is imported
 
     from unet_grader import cluster
 

@@ -3,17 +3,20 @@
 Kept, each in a process of its own, started with the first submission and reused for every later
 one (see :func:`grader`):
 
-* **a warm nbgrader**: a process that has imported nbgrader, nbconvert, the Jupyter client and the
-  course's plug-ins once, and forks one child per submission; the child runs the real
-  ``nbgrader autograde`` for that student (its own app, configuration and gradebook session,
-  nothing shared with another student's) and is stopped, kernel and all, at the time limit;
-* **the serving verifier** (``python -m unet_grader.verifier --serve``): TensorFlow imported and
-  the reference models built once. It never runs student code; each notebook is one connection.
+* **a warm nbgrader**, one per grading process: it has imported nbgrader, nbconvert, the Jupyter
+  client and the course's plug-ins once, and forks one child per submission; the child runs the
+  real ``nbgrader autograde`` for that student (its own app, configuration and gradebook session,
+  nothing shared with another student's) and is stopped, kernel and all, at the time limit.
+  Several children may run at once: one per grading worker thread;
+* **a serving verifier** per grading worker thread (``python -m unet_grader.verifier --serve``):
+  TensorFlow imported and the reference models built once. It never runs student code; each
+  notebook is one connection, one at a time, so one student's verification never waits on, or
+  falls with, another's.
 
 Fresh for every submission: the nbgrader process (a fork: milliseconds instead of the seconds
-its imports take) and the student's kernel in its sandbox. Both kept processes end with the
-worker that started them. A grading worker is a thread: the process's own (one submission after
-another) or each worker thread of a local Dask cluster, each with its own kept processes. ``UNET_COURSE_WARM=off`` grades with a fresh ``nbgrader`` process
+its imports take) and the student's kernel in its sandbox. The kept processes end with the
+process that started them. A grading worker is a thread: the process's own (one submission after
+another) or each worker thread of a local Dask cluster. ``UNET_COURSE_WARM=off`` grades with a fresh ``nbgrader`` process
 and a verifier of its own per submission instead (as plain ``nbgrader autograde`` does).
 
     python -m unet_grader.warm      # the warm nbgrader (started by grader(), not by hand)
@@ -22,10 +25,12 @@ and a verifier of its own per submission instead (as plain ``nbgrader autograde`
 from __future__ import annotations
 
 import atexit
+import itertools
 import json
 import logging
 import os
-import selectors
+import queue
+import select
 import shutil
 import signal
 import subprocess
@@ -56,16 +61,134 @@ def enabled() -> bool:
 # The grading worker's side
 # --------------------------------------------------------------------------------------------
 
+class WarmNbgrader:
+    """This process's warm nbgrader, shared by its grading threads: each request carries an id, and
+    a reader thread hands each answer (the fork's pid, then its exit code) to the thread that asked."""
+
+    def __init__(self, folder: Path):
+        self._folder = folder
+        self._lock = threading.Lock()
+        self._ids = itertools.count()
+        self.process: subprocess.Popen | None = None
+        self._waiting: dict | None = None  # request id -> its thread's queue; None once the process ended
+
+    def ensure(self) -> None:
+        with self._lock:
+            self._ensure()
+
+    def _ensure(self) -> None:
+        from unet_grader.coursedir import nbgrader_environment
+
+        if self.process is not None and self.process.poll() is None and self._waiting is not None:
+            return
+        if self.process is not None:
+            self.process.kill()
+        self.process = subprocess.Popen([sys.executable, "-m", "unet_grader.warm"], stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, env=nbgrader_environment(), text=True)
+        if self.process.stdout.readline().strip() != "ready":
+            self.process.kill()
+            raise RuntimeError("the warm nbgrader did not start")
+        self._waiting = {}
+        threading.Thread(target=self._read, args=(self.process, self._waiting), daemon=True).start()
+
+    def _read(self, process: subprocess.Popen, waiting: dict) -> None:
+        for line in process.stdout:
+            answer = json.loads(line)
+            with self._lock:
+                answers = waiting.get(answer.get("id"))
+            if answers is not None:
+                answers.put(answer)
+        with self._lock:  # the warm nbgrader stopped: every thread waiting on it hears so
+            if self._waiting is waiting:
+                self._waiting = None
+            for answers in waiting.values():
+                answers.put(None)
+
+    def autograde(self, course_root: Path, args: list[str], env: dict, timeout: float) -> subprocess.CompletedProcess:
+        answers: queue.Queue = queue.Queue()
+        with self._lock:
+            self._ensure()
+            request_id = next(self._ids)
+            log = self._folder / f"nbgrader-{request_id}.log"
+            request = {"id": request_id, "args": args, "cwd": str(course_root), "env": env, "log": str(log)}
+            waiting = self._waiting
+            waiting[request_id] = answers
+            try:
+                self.process.stdin.write(json.dumps(request) + "\n")
+                self.process.stdin.flush()
+            except (OSError, ValueError):
+                waiting.pop(request_id, None)
+                raise RuntimeError("the warm nbgrader stopped") from None
+        try:
+            started = self._answer(answers, 60)
+            if not started:
+                raise RuntimeError("the warm nbgrader stopped")
+            pid = started["pid"]
+            reply = self._answer(answers, timeout)
+            if reply is None:  # the warm nbgrader is gone: so is this attempt, before any other starts
+                _kill_group(pid)
+                raise RuntimeError("the warm nbgrader stopped")
+            if reply is False:  # past the limit: the child, its kernel and all it started
+                _kill_group(pid)
+                if not self._answer(answers, 60):  # no word of it even then: start afresh next time
+                    self.process.kill()
+            output = log.read_text(errors="replace") if log.exists() else ""
+        finally:
+            with self._lock:
+                waiting.pop(request_id, None)
+            log.unlink(missing_ok=True)
+        if reply is False:
+            raise subprocess.TimeoutExpired(["nbgrader", *args], timeout, output=output)
+        return subprocess.CompletedProcess(["nbgrader", *args], reply["returncode"], output, "")
+
+    @staticmethod
+    def _answer(answers: queue.Queue, timeout: float):
+        """The next answer, None if the warm nbgrader stopped, False after ``timeout`` seconds."""
+        try:
+            return answers.get(timeout=timeout)
+        except queue.Empty:
+            return False
+
+    def close(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.stdin.close()  # it ends when its input does (and its children have)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+_FOLDER = None
+_NBGRADER: WarmNbgrader | None = None
+
+
+def _shared_nbgrader() -> WarmNbgrader:
+    global _FOLDER, _NBGRADER
+    with _GRADERS_LOCK:
+        if _NBGRADER is None:
+            _FOLDER = Path(tempfile.mkdtemp(prefix="unet-warm-nbgrader-"))
+            _NBGRADER = WarmNbgrader(_FOLDER)
+        return _NBGRADER
+
+
 class WarmGrader:
-    """This process's warm nbgrader and serving verifier (one submission at a time)."""
+    """One grading worker's serving verifier, with the process's shared warm nbgrader (one
+    submission at a time)."""
 
     def __init__(self):
         self._lock = threading.Lock()
         self._folder = Path(tempfile.mkdtemp(prefix="unet-warm-"))
-        self._nbgrader: subprocess.Popen | None = None
         self._verifier: subprocess.Popen | None = None
         self._verifier_log = None
         self.socket = self._folder / "verifier.sock"
+
+    @property
+    def _nbgrader(self) -> subprocess.Popen | None:
+        return _shared_nbgrader().process
+
+    def _ensure_nbgrader(self) -> None:
+        _shared_nbgrader().ensure()
 
     def _ensure_verifier(self) -> None:
         if self._verifier is not None and self._verifier.poll() is None:
@@ -85,20 +208,9 @@ class WarmGrader:
                 raise RuntimeError("the serving verifier did not start (see " f"{self._folder / 'verifier.log'})")
             time.sleep(0.02)
 
-    def _ensure_nbgrader(self) -> None:
-        from unet_grader.coursedir import nbgrader_environment
-
-        if self._nbgrader is not None and self._nbgrader.poll() is None:
-            return
-        self._nbgrader = subprocess.Popen([sys.executable, "-m", "unet_grader.warm"], stdin=subprocess.PIPE,
-                                          stdout=subprocess.PIPE, env=nbgrader_environment(), text=True)
-        if self._nbgrader.stdout.readline().strip() != "ready":
-            self._nbgrader.kill()
-            raise RuntimeError("the warm nbgrader did not start")
-
     def autograde(self, course_root: Path, args: list[str], env: dict, timeout: float) -> subprocess.CompletedProcess:
         """Run ``nbgrader *args`` in ``course_root`` in a fork of the warm nbgrader, with this
-        process's verifier; raise subprocess.TimeoutExpired (after stopping it) past ``timeout``.
+        worker's verifier; raise subprocess.TimeoutExpired (after stopping it) past ``timeout``.
 
         The warm processes are an optimisation, never a reason for a grade: if the verifier cannot
         be started the notebook starts its own, and if the warm nbgrader cannot (or stops) the
@@ -115,54 +227,19 @@ class WarmGrader:
             except (OSError, RuntimeError) as error:
                 LOG.warning("grading without the serving verifier: %s", error)
             try:
-                self._ensure_nbgrader()
-                return self._forked(course_root, args, env, timeout)
+                return _shared_nbgrader().autograde(course_root, args, env, timeout)
             except (OSError, RuntimeError, ValueError) as error:
                 LOG.warning("grading with a fresh nbgrader process: %s", error)
             return run_nbgrader(course_root, *args, timeout=timeout, env=env)
 
-    def _forked(self, course_root: Path, args: list[str], env: dict, timeout: float) -> subprocess.CompletedProcess:
-        log = self._folder / "nbgrader.log"
-        request = {"args": args, "cwd": str(course_root), "env": env, "log": str(log)}
-        self._nbgrader.stdin.write(json.dumps(request) + "\n")
-        self._nbgrader.stdin.flush()
-        answer = self._nbgrader.stdout.readline()
-        if not answer:
-            raise RuntimeError("the warm nbgrader stopped")
-        pid = json.loads(answer)["pid"]
-        try:
-            reply = self._read_reply(timeout)
-        except RuntimeError:  # the warm nbgrader is gone: so is this attempt, before any other starts
-            _kill_group(pid)
-            raise
-        if reply is None:  # past the limit: the child, its kernel and all it started
-            _kill_group(pid)
-            if self._read_reply(60) is None:  # no word of it even then: start afresh next time
-                self._nbgrader.kill()
-        output = log.read_text(errors="replace") if log.exists() else ""
-        if reply is None:
-            raise subprocess.TimeoutExpired(["nbgrader", *args], timeout, output=output)
-        return subprocess.CompletedProcess(["nbgrader", *args], reply["returncode"], output, "")
-
-    def _read_reply(self, timeout: float) -> dict | None:
-        with selectors.DefaultSelector() as selector:
-            selector.register(self._nbgrader.stdout, selectors.EVENT_READ)
-            if not selector.select(timeout):
-                return None
-        line = self._nbgrader.stdout.readline()
-        if not line:
-            raise RuntimeError("the warm nbgrader stopped")
-        return json.loads(line)
-
     def close(self) -> None:
-        for process in (self._nbgrader, self._verifier):
-            if process is not None and process.poll() is None:
-                process.stdin.close()  # both end when their input does
-                try:
-                    process.wait(10)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+        if self._verifier is not None and self._verifier.poll() is None:
+            self._verifier.stdin.close()  # it ends when its input does
+            try:
+                self._verifier.wait(10)
+            except subprocess.TimeoutExpired:
+                self._verifier.kill()
+                self._verifier.wait()
         if self._verifier_log is not None:
             self._verifier_log.close()
         shutil.rmtree(self._folder, ignore_errors=True)
@@ -182,12 +259,17 @@ def grader() -> WarmGrader:
 
 
 def stop(but_this_thread: bool = False) -> None:
-    """Stop the warm graders now (the next submission starts a new one); ``but_this_thread``: all
-    but the calling thread's (a local cluster's workers were threads of this process)."""
+    """Stop the warm graders now (the next submission starts new ones); ``but_this_thread``: the
+    other threads' verifiers only (a local cluster's workers were threads of this process)."""
+    global _NBGRADER
     with _GRADERS_LOCK:
         keep = threading.get_ident() if but_this_thread else None
         for ident in [ident for ident in _GRADERS if ident != keep]:
             _GRADERS.pop(ident).close()
+        if not but_this_thread and _NBGRADER is not None:
+            _NBGRADER.close()
+            shutil.rmtree(_FOLDER, ignore_errors=True)
+            _NBGRADER = None
 
 
 atexit.register(stop)
@@ -238,19 +320,15 @@ def _run_child(request: dict) -> None:
         os._exit(code)
 
 
-def _wait(pid: int, parent: int) -> int:
-    """The child's exit code; if the grading worker goes away meanwhile, the child goes too."""
-    while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return os.waitstatus_to_exitcode(status)
-        if os.getppid() != parent:
-            _kill_group(pid)
-        time.sleep(0.02)
+def _answer(message: dict) -> None:
+    sys.stdout.write(json.dumps(message) + "\n")
+    sys.stdout.flush()
 
 
 def main() -> int:
-    """Import once, then fork one child per request line (JSON), answering its pid and exit code."""
+    """Import once, then fork one child per request line (JSON with an ``id``), answering its pid at
+    once and its exit code when it ends; several may run at once. When the input ends the children
+    are let finish; when the grading process that started this one goes away, they are stopped."""
     import importlib
     import warnings
 
@@ -259,13 +337,27 @@ def main() -> int:
         importlib.import_module(module)
     parent = os.getppid()
     print("ready", flush=True)
-    for line in sys.stdin:
-        request = json.loads(line)
-        pid = os.fork()
-        if pid == 0:
-            _run_child(request)
-        print(json.dumps({"pid": pid}), flush=True)
-        print(json.dumps({"pid": pid, "returncode": _wait(pid, parent)}), flush=True)
+    running: dict[int, object] = {}  # pid -> request id
+    pending, reading = b"", True
+    while reading or running:
+        if select.select([0] if reading else [], [], [], 0.02)[0]:
+            chunk = os.read(0, 65536)
+            reading = bool(chunk)
+            *lines, pending = (pending + chunk).split(b"\n")
+            for line in filter(bytes.strip, lines):
+                request = json.loads(line)
+                pid = os.fork()
+                if pid == 0:
+                    _run_child(request)
+                running[pid] = request.get("id")
+                _answer({"id": running[pid], "pid": pid})
+        for pid in list(running):
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                _answer({"id": running.pop(pid), "pid": pid, "returncode": os.waitstatus_to_exitcode(status)})
+        if os.getppid() != parent:  # the grading process went away: so do its gradings
+            for pid in running:
+                _kill_group(pid)
     return 0
 
 
