@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from pg_server import postgres_missing_reason, running_postgres  # noqa: E402
 
-from unet_course.processor import cpu_flags, cpu_name  # noqa: E402 - no TensorFlow: Dask's worker processes re-import this file
+from unet_course.processor import cpu_flags, cpu_name  # noqa: E402 - reads /proc, no TensorFlow here
 from unet_grader import sandbox, warm  # noqa: E402
 from unet_grader.batch import autograde, grade_one  # noqa: E402
 from unet_grader.cluster import worker_environment  # noqa: E402

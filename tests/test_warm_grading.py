@@ -5,6 +5,8 @@
   nbgrader and verifier are reused between them, nothing else is left running.
 * A serving verifier that died between submissions is replaced; the student never notices.
 * A submission past the time limit is stopped with its kernel; the worker grades the next one.
+* Two workers' gradings at once fork from the one warm nbgrader; one stopped at its time limit
+  leaves the other's alone.
 * The kept processes end with the worker that started them (killed, as a Dask worker can be).
 """
 
@@ -14,6 +16,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -22,7 +25,7 @@ from processes import alive, descendants
 from conftest import ROOT, released_course
 from unet_grader import warm
 from unet_grader.batch import grade_one
-from unet_grader.coursedir import as_course
+from unet_grader.coursedir import as_course, task_environment
 from unet_grader.examples import make_submission, write_submission
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not warm.enabled(), reason="warm grading needs os.fork")]
@@ -109,6 +112,25 @@ def test_a_submission_past_the_time_limit_is_stopped_with_its_kernel(course, mon
     assert not _sandboxes_of(course), _sandboxes_of(course)
     monkeypatch.delenv("UNET_COURSE_STUDENT_TIMEOUT")
     assert grade_one(course, "alice").total == (100.0, 100.0)
+
+
+def test_two_gradings_at_once_share_the_warm_nbgrader_and_one_stopped_spares_the_other(course):
+    nbgrader, _ = _started()
+    results = {}
+
+    def grade(student, timeout):  # a grading worker thread, as a local cluster's
+        with task_environment(UNET_COURSE_STUDENT_TIMEOUT=timeout):
+            results[student] = grade_one(course, student)
+
+    workers = [threading.Thread(target=grade, args=("alice", "3")), threading.Thread(target=grade, args=("bob", "600"))]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(600)
+    assert results["alice"].failure == "grading took longer than 3 s and was stopped", results["alice"].failure
+    assert results["bob"].failure is None and results["bob"].total == (75.0, 100.0), results["bob"].problems
+    assert warm.grader()._nbgrader.pid == nbgrader, "both forked from the warm nbgrader, which lived on"
+    warm.stop(but_this_thread=True)  # the two threads' verifiers
 
 
 def test_the_kept_processes_end_with_their_worker():
