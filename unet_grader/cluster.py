@@ -182,9 +182,9 @@ QUIET_WORKERS = {"distributed.worker.profile.enabled": False}
 @contextlib.contextmanager
 def local_cluster(workers: int):
     """A Dask client of a local cluster: ``workers`` one-thread workers in this process (they talk in
-    memory: no port is opened), each grading with its own warm nbgrader and verifier
-    (:mod:`unet_grader.warm`) and its share of the cores (:func:`local_settings`), without Dask's
-    profiler (:data:`QUIET_WORKERS`).
+    memory: no port is opened), forking their nbgraders from this process's one warm nbgrader, each
+    with its own verifier (:mod:`unet_grader.warm`) and its share of the cores (:func:`local_settings`),
+    without Dask's profiler (:data:`QUIET_WORKERS`).
 
     Threads, not processes: a grading task only waits on the processes it starts (nbgrader, the
     kernel, the verifier), so a worker process of its own would only add its start-up (importing
