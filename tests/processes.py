@@ -6,17 +6,23 @@ import os
 from pathlib import Path
 
 
+def _state_and_parent(pid) -> tuple[str, int] | None:
+    """A process's state letter and parent pid from /proc (None once it has ended)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2:].split()
+    return fields[0], int(fields[1])
+
+
 def _children() -> dict[int, list[int]]:
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            fields = stat[stat.rindex(")") + 2:].split()
-            if fields[0] != "Z":  # an ended process its parent has not reaped yet is not running
-                children.setdefault(int(fields[1]), []).append(int(entry.name))
+        if entry.name.isdigit() and (found := _state_and_parent(entry.name)):
+            state, parent = found
+            if state != "Z":  # an ended process its parent has not reaped yet is not running
+                children.setdefault(parent, []).append(int(entry.name))
     return children
 
 
@@ -36,17 +42,11 @@ def descendants(pid: int | None = None) -> dict[int, list[bytes]]:
 
 def parent_of(pid: int) -> int | None:
     """The parent's pid (None once ``pid`` has ended)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return int(stat[stat.rindex(")") + 2:].split()[1])
+    found = _state_and_parent(pid)
+    return found[1] if found else None
 
 
 def alive(pid: int) -> bool:
     """Running (not ended, not an unreaped zombie)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rindex(")") + 2] not in "ZX"
+    found = _state_and_parent(pid)
+    return found is not None and found[0] not in "ZX"

@@ -16,8 +16,9 @@ one (see :func:`grader`):
 Fresh for every submission: the nbgrader process (a fork: milliseconds instead of the seconds
 its imports take) and the student's kernel in its sandbox. The kept processes end with the
 process that started them. A grading worker is a thread: the process's own (one submission after
-another) or each worker thread of a local Dask cluster. ``UNET_COURSE_WARM=off`` grades with a fresh ``nbgrader`` process
-and a verifier of its own per submission instead (as plain ``nbgrader autograde`` does).
+another) or each worker thread of a local Dask cluster. ``UNET_COURSE_WARM=off`` grades with a
+fresh ``nbgrader`` process and a verifier of its own per submission instead (as plain
+``nbgrader autograde`` does).
 
     python -m unet_grader.warm      # the warm nbgrader (started by grader(), not by hand)
 """
@@ -65,8 +66,8 @@ class WarmNbgrader:
     """This process's warm nbgrader, shared by its grading threads: each request carries an id, and
     a reader thread hands each answer (the fork's pid, then its exit code) to the thread that asked."""
 
-    def __init__(self, folder: Path):
-        self._folder = folder
+    def __init__(self):
+        self._folder = Path(tempfile.mkdtemp(prefix="unet-warm-nbgrader-"))
         self._lock = threading.Lock()
         self._ids = itertools.count()
         self.process: subprocess.Popen | None = None
@@ -157,27 +158,27 @@ class WarmNbgrader:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        shutil.rmtree(self._folder, ignore_errors=True)
 
 
-_FOLDER = None
-_NBGRADER: WarmNbgrader | None = None
+_NBGRADER: WarmNbgrader | None = None  # this process's, shared by its grading threads
+_GRADERS: dict[int, "WarmGrader"] = {}  # thread ident -> that grading worker's warm grader
+_GRADERS_LOCK = threading.Lock()
 
 
 def _shared_nbgrader() -> WarmNbgrader:
-    global _FOLDER, _NBGRADER
+    global _NBGRADER
     with _GRADERS_LOCK:
         if _NBGRADER is None:
-            _FOLDER = Path(tempfile.mkdtemp(prefix="unet-warm-nbgrader-"))
-            _NBGRADER = WarmNbgrader(_FOLDER)
+            _NBGRADER = WarmNbgrader()
         return _NBGRADER
 
 
 class WarmGrader:
-    """One grading worker's serving verifier, with the process's shared warm nbgrader (one
-    submission at a time)."""
+    """One grading worker's (thread's) serving verifier, with the process's shared warm nbgrader;
+    used by that thread alone, one submission at a time."""
 
     def __init__(self):
-        self._lock = threading.Lock()
         self._folder = Path(tempfile.mkdtemp(prefix="unet-warm-"))
         self._verifier: subprocess.Popen | None = None
         self._verifier_log = None
@@ -219,18 +220,17 @@ class WarmGrader:
         from unet_grader.coursedir import run_nbgrader
         from unet_grader.plugins.verdicts import VERIFIER_PID_ENV, VERIFIER_SOCKET_ENV
 
-        with self._lock:
-            env = dict(env)
-            try:
-                self._ensure_verifier()
-                env.update({VERIFIER_SOCKET_ENV: str(self.socket), VERIFIER_PID_ENV: str(self._verifier.pid)})
-            except (OSError, RuntimeError) as error:
-                LOG.warning("grading without the serving verifier: %s", error)
-            try:
-                return _shared_nbgrader().autograde(course_root, args, env, timeout)
-            except (OSError, RuntimeError, ValueError) as error:
-                LOG.warning("grading with a fresh nbgrader process: %s", error)
-            return run_nbgrader(course_root, *args, timeout=timeout, env=env)
+        env = dict(env)
+        try:
+            self._ensure_verifier()
+            env.update({VERIFIER_SOCKET_ENV: str(self.socket), VERIFIER_PID_ENV: str(self._verifier.pid)})
+        except (OSError, RuntimeError) as error:
+            LOG.warning("grading without the serving verifier: %s", error)
+        try:
+            return _shared_nbgrader().autograde(course_root, args, env, timeout)
+        except (OSError, RuntimeError, ValueError) as error:
+            LOG.warning("grading with a fresh nbgrader process: %s", error)
+        return run_nbgrader(course_root, *args, timeout=timeout, env=env)
 
     def close(self) -> None:
         if self._verifier is not None and self._verifier.poll() is None:
@@ -243,10 +243,6 @@ class WarmGrader:
         if self._verifier_log is not None:
             self._verifier_log.close()
         shutil.rmtree(self._folder, ignore_errors=True)
-
-
-_GRADERS: dict[int, WarmGrader] = {}  # thread ident -> that grading worker's warm grader
-_GRADERS_LOCK = threading.Lock()
 
 
 def grader() -> WarmGrader:
@@ -268,7 +264,6 @@ def stop(but_this_thread: bool = False) -> None:
             _GRADERS.pop(ident).close()
         if not but_this_thread and _NBGRADER is not None:
             _NBGRADER.close()
-            shutil.rmtree(_FOLDER, ignore_errors=True)
             _NBGRADER = None
 
 
