@@ -286,12 +286,26 @@ def test_an_exception_inside_a_worker_is_that_students_result(released, tmp_path
 
 # --- SQLite cannot take two workers -----------------------------------------------------------------
 
-def test_sqlite_with_two_workers_is_refused_with_a_clear_message(tmp_path):
+@pytest.mark.parametrize("course_after_command", [False, True], ids=["--course first", "--course after autograde"])
+def test_sqlite_with_two_workers_is_refused_with_a_clear_message(tmp_path, course_after_command):
     course = copy_course(tmp_path / "course", ROOT)
     env = {k: v for k, v in os.environ.items() if k != DB_ENV}
-    run = subprocess.run([sys.executable, "-m", "unet_grader", "--course", str(course), "autograde", "--workers", "2"],
+    where = ["--course", str(course)]
+    args = ["autograde", *where, "--workers", "2"] if course_after_command else [*where, "autograde", "--workers", "2"]
+    run = subprocess.run([sys.executable, "-m", "unet_grader", *args], cwd=tmp_path,
                          env=env, capture_output=True, text=True, timeout=300, check=False)
     assert run.returncode == 1
     assert run.stderr.startswith("error: --workers 2 needs a gradebook that several processes can write at once")
     assert "SQLite cannot" in run.stderr and "PostgreSQL" in run.stderr and "--workers 1" in run.stderr
     assert not (course / "autograded").exists()
+
+
+def test_course_and_db_may_come_before_or_after_the_command():
+    from unet_grader.cli import _parser
+
+    for args in (["--db", "U", "--course", "C", "autograde"], ["autograde", "--db", "U", "--course", "C"],
+                 ["--db", "old", "--course", "X", "autograde", "--db", "U", "--course", "C"]):
+        parsed = _parser().parse_args(args)
+        assert (parsed.db, parsed.course) == ("U", Path("C")), args
+    parsed = _parser().parse_args(["export"])
+    assert (parsed.db, parsed.course) == (None, Path.cwd())

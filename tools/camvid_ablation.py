@@ -1,7 +1,7 @@
 """Where the CamVid recipe's gains come from: the classic lab's recipe and each part of the course's
 recipe removed in turn, all on the same hold-out street (0006R0), nothing chosen on it.
 
-Short runs (12 epochs at 144x192, about 10 minutes each on 2 cores with native bf16) so the whole
+Short runs (12 epochs at 144x192, 6 to 18 minutes each on 2 cores with native bf16) so the whole
 table fits in one session; the classic row is that recipe in full (40 epochs at 96x128). Full-length
 rows (41 epochs at 240x320, 1 to 1.5 hours each) are compared with the course's own hold-out run, the
 shipped weights' first step, whose committed ``metrics.json`` stands in for its run folder. Runs are

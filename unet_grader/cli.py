@@ -14,7 +14,7 @@
     python -m unet_grader editions [--check]   # maintainers: the Chinese edition (editions/zh-CN) from i18n/
 
 Every command works on the course folder given by ``--course`` (default: the current folder),
-which must hold ``nbgrader_config.py``. Installed as the ``unet-grader`` command too.
+which must hold ``nbgrader_config.py``; ``--course`` and ``--db`` go before or after the command. Installed as the ``unet-grader`` command too.
 """
 
 from __future__ import annotations
@@ -27,16 +27,28 @@ from pathlib import Path
 from unet_grader.coursedir import DB_ENV, REPOSITORY, Course, CourseError
 
 
+def _course_options(parser: argparse.ArgumentParser, course, db) -> None:
+    parser.add_argument("--course", type=Path, default=course,
+                        help="course folder (holds nbgrader_config.py; default: the current folder)")
+    parser.add_argument("--db", default=db, help=f"gradebook URL (default: sqlite gradebook.db in the course;"
+                                                 f" also ${DB_ENV})")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m unet_grader", description=__doc__.split("\n")[0])
-    parser.add_argument("--course", type=Path, default=Path.cwd(), help="course folder (holds nbgrader_config.py)")
-    parser.add_argument("--db", help=f"gradebook URL (default: sqlite gradebook.db in the course; also ${DB_ENV})")
+    _course_options(parser, Path.cwd(), None)
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("release", help="generate assignments/ from solutions/")
-    commands.add_parser("examples", help="write example submissions into submitted/")
-    collect = commands.add_parser("collect", help="copy DIR/<student>.ipynb (or an LMS zip) into submitted/")
+
+    def command(name, **kwargs):  # --course and --db after the command too: `autograde --db URL`
+        sub = commands.add_parser(name, **kwargs)
+        _course_options(sub, argparse.SUPPRESS, argparse.SUPPRESS)  # given there, they replace the main ones
+        return sub
+
+    command("release", help="generate assignments/ from solutions/")
+    command("examples", help="write example submissions into submitted/")
+    collect = command("collect", help="copy DIR/<student>.ipynb (or an LMS zip) into submitted/")
     collect.add_argument("folder", type=Path, help="a folder of <student>.ipynb files, or a .zip from the LMS")
-    grade = commands.add_parser("autograde", help="autograde submissions and print a summary")
+    grade = command("autograde", help="autograde submissions and print a summary")
     grade.add_argument("--student", action="append", help="only these students (repeatable)")
     grade.add_argument("--workers", type=int, default=1,
                        help="submissions graded at once on a local Dask cluster (each needs ~1 core and ~1.5 GB;"
@@ -44,10 +56,10 @@ def _parser() -> argparse.ArgumentParser:
     grade.add_argument("--scheduler", metavar="tcp://HOST:PORT",
                        help="grade on this Dask cluster: one task per submission; its workers need the course"
                             " installed and the PostgreSQL --db reachable, no shared folder")
-    commands.add_parser("feedback", help="generate feedback HTML for every graded submission")
-    export = commands.add_parser("export", help="export grades to CSV")
+    command("feedback", help="generate feedback HTML for every graded submission")
+    export = command("export", help="export grades to CSV")
     export.add_argument("--to", type=Path, default=Path("grades.csv"))
-    bundle = commands.add_parser("bundle", help="build what students receive: the release notebook and the student wheel")
+    bundle = command("bundle", help="build what students receive: the release notebook and the student wheel")
     bundle.add_argument("out", type=Path, nargs="?", default=Path("dist/student"))
     specs = commands.add_parser("specs", help="regenerate unet_course/expected_layers.json from the reference")
     specs.add_argument("--check", action="store_true", help="only check that it is up to date (exit 1 if not)")
