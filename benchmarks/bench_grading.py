@@ -111,6 +111,36 @@ def cpu_seconds() -> tuple[float, float] | None:
     return (sum(fields[:7]) - idle) / os.sysconf("SC_CLK_TCK"), steal / os.sysconf("SC_CLK_TCK")
 
 
+def memory_in_use() -> float:
+    """Bytes of this machine's memory in use (MemTotal - MemAvailable, /proc/meminfo)."""
+    fields = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in Path("/proc/meminfo").read_text().splitlines()}
+    return fields["MemTotal"] - fields["MemAvailable"]
+
+
+class MemoryPeak:
+    """The most memory the machine had in use while a block ran, above what it had before (every 0.2 s):
+    what a grading machine needs per worker, shared pages (the warm nbgrader's forks) counted once."""
+
+    def __enter__(self):
+        self.before = self.peak = memory_in_use()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._watch, daemon=True)
+        self.thread.start()
+        return self
+
+    def _watch(self) -> None:
+        while not self.stop.wait(0.2):
+            self.peak = max(self.peak, memory_in_use())
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
+
+    @property
+    def gigabytes(self) -> float:
+        return (self.peak - self.before) / 2**30
+
+
 class CpuByProcess:
     """Each process's CPU time while a block runs, by command line: /proc read every 0.2 s from a
     thread (a process that lives less than that is missed; one seen ending counts under "(ended)")."""
@@ -161,7 +191,7 @@ def grade_batch(course: Path, names: list[str], workers: int, per_process: bool 
     large class is graded at), and the core-seconds it used and had stolen."""
     warm.stop()
     finished = []
-    with CpuByProcess() if per_process else contextlib.nullcontext() as processes:
+    with (CpuByProcess() if per_process else contextlib.nullcontext() as processes, MemoryPeak() as memory):
         before, started = cpu_seconds(), time.perf_counter()
         autograde(course, names, progress=False, workers=workers,
                   done=lambda result: finished.append(time.perf_counter() - started))
@@ -171,7 +201,8 @@ def grade_batch(course: Path, names: list[str], workers: int, per_process: bool 
         for name, seconds in processes.totals()[:8]:
             print(f"    {seconds:6.1f} core-s  {name}")
     batch = {"seconds": finished[-1], "first_s": finished[workers - 1],
-             "steady_per_minute": 60 * (len(finished) - workers) / (finished[-1] - finished[workers - 1])}
+             "steady_per_minute": 60 * (len(finished) - workers) / (finished[-1] - finished[workers - 1]),
+             "peak_memory_gb": memory.gigabytes}
     if before and after:
         batch["busy_core_s"], batch["stolen_core_s"] = after[0] - before[0], after[1] - before[1]
     return batch
@@ -263,7 +294,8 @@ def main(argv=None) -> int:
                         print(f"round {round_number}, {n} submissions, {workers} worker(s): {batch['seconds']:.0f} s,"
                               f" {60 * n / batch['seconds']:.1f} per minute; after each worker's first:"
                               f" {batch['steady_per_minute']:.1f} per minute (first {workers} done after"
-                              f" {batch['first_s']:.1f} s){cores}")
+                              f" {batch['first_s']:.1f} s){cores}; peak memory {batch['peak_memory_gb']:.1f} GB"
+                              f" above the idle machine ({batch['peak_memory_gb'] / workers:.1f} GB per worker)")
                     print(f"round {round_number}, 2 workers / 1: {pair[1]['seconds'] / pair[2]['seconds']:.2f}x whole"
                           f" batch, {pair[2]['steady_per_minute'] / pair[1]['steady_per_minute']:.2f}x after each"
                           " worker's first submission")
