@@ -8,6 +8,7 @@
 * Two workers' gradings at once fork from the one warm nbgrader; one stopped at its time limit
   leaves the other's alone.
 * The kept processes end with the worker that started them (killed, as a Dask worker can be).
+* A grading interrupted at the terminal (Ctrl-C) stops there: no nbgrader or kernel of it runs on.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import sys
 import threading
 import time
 
+import hostile_cases as hostile
 import pytest
 from processes import alive, descendants
 
@@ -148,3 +150,46 @@ def test_the_kept_processes_end_with_their_worker():
     while any(alive(pid) for pid in kept) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not any(alive(pid) for pid in kept)
+
+
+def _working_in(folder) -> dict:
+    """Processes anywhere whose command line names ``folder`` or whose working directory is in it."""
+    mark, found = str(folder), {}
+    for pid, argv in descendants(1).items():
+        try:
+            cwd = os.readlink(f"/proc/{pid}/cwd")
+        except OSError:
+            cwd = ""
+        if cwd.startswith(mark) or any(mark.encode() in part for part in argv):
+            found[pid] = (cwd, argv[:3])
+    return found
+
+
+def _kernels() -> dict:
+    return {pid: argv[:2] for pid, argv in descendants(1).items() if any(b"ipykernel" in part for part in argv)}
+
+
+def test_an_interrupted_grading_leaves_nothing_running(course):
+    """Ctrl-C at the terminal (SIGINT to the grading command's process group) while a kernel runs an
+    endless loop: the command ends, and with it the nbgrader it forked and the student's kernel."""
+    hostile.write_case(course, "mallory", hostile.CASES["infinite_loop"])
+    grading = subprocess.Popen([sys.executable, "-c", "import sys\nfrom unet_grader.batch import grade_one\n"
+                                "grade_one(sys.argv[1], 'mallory')", str(course)],
+                               cwd=ROOT, start_new_session=True, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while not _kernels() and time.monotonic() < deadline:  # the student's kernel is running
+            time.sleep(0.2)
+        assert _kernels(), "the kernel never started"
+        time.sleep(3)
+        os.killpg(grading.pid, signal.SIGINT)
+        grading.wait(60)
+    finally:
+        if grading.poll() is None:
+            os.killpg(grading.pid, signal.SIGKILL)
+            grading.wait()
+    assert b"KeyboardInterrupt" in grading.stderr.read()
+    deadline = time.monotonic() + 15
+    while _working_in(course) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _working_in(course), _working_in(course)

@@ -15,7 +15,8 @@ one (see :func:`grader`):
 
 Fresh for every submission: the nbgrader process (a fork: milliseconds instead of the seconds
 its imports take) and the student's kernel in its sandbox. The kept processes end with the
-process that started them. A grading worker is a thread: the process's own (one submission after
+process that started them, and no grading outlives its reason to run: one interrupted (Ctrl-C) or
+whose warm nbgrader died is stopped with its kernel, never left to write a grade nobody waits for. A grading worker is a thread: the process's own (one submission after
 another) or each worker thread of a local Dask cluster. ``UNET_COURSE_WARM=off`` grades with a
 fresh ``nbgrader`` process and a verifier of its own per submission instead (as plain
 ``nbgrader autograde`` does).
@@ -66,12 +67,16 @@ class WarmNbgrader:
     """This process's warm nbgrader, shared by its grading threads: each request carries an id, and
     a reader thread hands each answer (the fork's pid, then its exit code) to the thread that asked."""
 
+    START_SECONDS = 60  # for the warm process to be ready, and for a fork to be reported
+
     def __init__(self):
         self._folder = Path(tempfile.mkdtemp(prefix="unet-warm-nbgrader-"))
         self._lock = threading.Lock()
         self._ids = itertools.count()
         self.process: subprocess.Popen | None = None
         self._waiting: dict | None = None  # request id -> its thread's queue; None once the process ended
+        self._running: dict[int, int] = {}  # request id -> its fork's pid, while it runs
+        self._closed = False
 
     def ensure(self) -> None:
         with self._lock:
@@ -80,63 +85,89 @@ class WarmNbgrader:
     def _ensure(self) -> None:
         from unet_grader.coursedir import nbgrader_environment
 
+        if self._closed:
+            raise RuntimeError("the warm nbgrader was stopped")
         if self.process is not None and self.process.poll() is None and self._waiting is not None:
             return
         if self.process is not None:
             self.process.kill()
-        self.process = subprocess.Popen([sys.executable, "-m", "unet_grader.warm"], stdin=subprocess.PIPE,
-                                        stdout=subprocess.PIPE, env=nbgrader_environment(), text=True)
-        if self.process.stdout.readline().strip() != "ready":
-            self.process.kill()
+        # Its own session: a Ctrl-C at the terminal reaches the grading process, which stops the
+        # gradings in flight (autograde's finally, close()); the warm process ends when its input does.
+        process = subprocess.Popen([sys.executable, "-m", "unet_grader.warm"], stdin=subprocess.PIPE,
+                                   stdout=subprocess.PIPE, env=nbgrader_environment(), text=True,
+                                   start_new_session=True)
+        ready = select.select([process.stdout], [], [], self.START_SECONDS)[0] and process.stdout.readline()
+        if not ready or ready.strip() != "ready":
+            process.kill()
+            process.wait()
+            process.stdin.close()
+            process.stdout.close()
             raise RuntimeError("the warm nbgrader did not start")
-        self._waiting = {}
-        threading.Thread(target=self._read, args=(self.process, self._waiting), daemon=True).start()
+        self.process, self._waiting = process, {}
+        threading.Thread(target=self._read, args=(process, self._waiting), daemon=True).start()
 
     def _read(self, process: subprocess.Popen, waiting: dict) -> None:
-        for line in process.stdout:
-            answer = json.loads(line)
-            with self._lock:
-                answers = waiting.get(answer.get("id"))
-            if answers is not None:
-                answers.put(answer)
-        with self._lock:  # the warm nbgrader stopped: every thread waiting on it hears so
-            if self._waiting is waiting:
-                self._waiting = None
-            for answers in waiting.values():
-                answers.put(None)
+        try:
+            for line in process.stdout:
+                answer = json.loads(line)
+                with self._lock:
+                    answers = waiting.get(answer.get("id"))
+                if answers is not None:
+                    answers.put(answer)
+        except (OSError, ValueError) as error:  # not an answer: this warm process cannot be trusted further
+            LOG.warning("the warm nbgrader's answers broke off: %s", error)
+            process.kill()
+        finally:
+            with self._lock:  # the warm nbgrader stopped: every thread waiting on it hears so
+                if self._waiting is waiting:
+                    self._waiting = None
+                for answers in waiting.values():
+                    answers.put(None)
 
     def autograde(self, course_root: Path, args: list[str], env: dict, timeout: float) -> subprocess.CompletedProcess:
         answers: queue.Queue = queue.Queue()
         with self._lock:
             self._ensure()
             request_id = next(self._ids)
+            process, waiting = self.process, self._waiting
             log = self._folder / f"nbgrader-{request_id}.log"
             request = {"id": request_id, "args": args, "cwd": str(course_root), "env": env, "log": str(log)}
-            waiting = self._waiting
             waiting[request_id] = answers
             try:
-                self.process.stdin.write(json.dumps(request) + "\n")
-                self.process.stdin.flush()
+                process.stdin.write(json.dumps(request) + "\n")
+                process.stdin.flush()
             except (OSError, ValueError):
                 waiting.pop(request_id, None)
                 raise RuntimeError("the warm nbgrader stopped") from None
+        pid = None
         try:
-            started = self._answer(answers, 60)
+            started = self._answer(answers, self.START_SECONDS)
             if not started:
+                # It may still fork this request: stop it (its forks die with it) before this
+                # submission is graded another way, so that it is never graded twice at once.
+                process.kill()
                 raise RuntimeError("the warm nbgrader stopped")
             pid = started["pid"]
+            with self._lock:
+                self._running[request_id] = pid
             reply = self._answer(answers, timeout)
+            late = self._answer(answers, 0) if reply is False else None
+            if late:  # its end came in just as the limit passed
+                reply = late
             if reply is None:  # the warm nbgrader is gone: so is this attempt, before any other starts
-                _kill_group(pid)
                 raise RuntimeError("the warm nbgrader stopped")
             if reply is False:  # past the limit: the child, its kernel and all it started
                 _kill_group(pid)
-                if not self._answer(answers, 60):  # no word of it even then: start afresh next time
-                    self.process.kill()
+                if late is False and self._answer(answers, 60) is False:  # no word of it: start afresh next time
+                    process.kill()
+            pid = None
             output = log.read_text(errors="replace") if log.exists() else ""
         finally:
+            if pid is not None:  # stopped early (the warm process died, Ctrl-C): so is the grading
+                _kill_group(pid)
             with self._lock:
                 waiting.pop(request_id, None)
+                self._running.pop(request_id, None)
             log.unlink(missing_ok=True)
         if reply is False:
             raise subprocess.TimeoutExpired(["nbgrader", *args], timeout, output=output)
@@ -146,11 +177,16 @@ class WarmNbgrader:
     def _answer(answers: queue.Queue, timeout: float):
         """The next answer, None if the warm nbgrader stopped, False after ``timeout`` seconds."""
         try:
-            return answers.get(timeout=timeout)
+            return answers.get(timeout=timeout) if timeout else answers.get_nowait()
         except queue.Empty:
             return False
 
     def close(self) -> None:
+        """Stop it, and any grading still running in it (the process is exiting, or was interrupted)."""
+        with self._lock:
+            self._closed = True
+            for pid in self._running.values():
+                _kill_group(pid)
         if self.process is not None and self.process.poll() is None:
             self.process.stdin.close()  # it ends when its input does (and its children have)
             try:
@@ -281,11 +317,12 @@ def _kill_group(pid: int) -> None:
 # The warm nbgrader process
 # --------------------------------------------------------------------------------------------
 
-def _run_child(request: dict) -> None:
+def _run_child(request: dict, warm_pid: int) -> None:
     """In the fork: the real ``nbgrader`` command line for one submission, then exit."""
     code = 1
     try:
         os.setsid()  # its own process group: stopped as a whole at the time limit
+        _die_with(warm_pid)  # and with the warm process: a grading nobody waits for is never left running
         log = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
         os.dup2(log, 1)
@@ -315,6 +352,18 @@ def _run_child(request: dict) -> None:
         os._exit(code)
 
 
+def _die_with(parent: int) -> None:
+    """Linux: SIGKILL this process when ``parent``, which forked it, ends (elsewhere: nothing)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # it ended before that was set
+        os._exit(1)
+
+
 def _answer(message: dict) -> None:
     sys.stdout.write(json.dumps(message) + "\n")
     sys.stdout.flush()
@@ -330,29 +379,33 @@ def main() -> int:
     warnings.simplefilter("ignore")
     for module in PRELOAD:
         importlib.import_module(module)
-    parent = os.getppid()
+    parent, warm_pid = os.getppid(), os.getpid()
     print("ready", flush=True)
     running: dict[int, object] = {}  # pid -> request id
     pending, reading = b"", True
-    while reading or running:
-        if select.select([0] if reading else [], [], [], 0.02)[0]:
-            chunk = os.read(0, 65536)
-            reading = bool(chunk)
-            *lines, pending = (pending + chunk).split(b"\n")
-            for line in filter(bytes.strip, lines):
-                request = json.loads(line)
-                pid = os.fork()
-                if pid == 0:
-                    _run_child(request)
-                running[pid] = request.get("id")
-                _answer({"id": running[pid], "pid": pid})
-        for pid in list(running):
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                _answer({"id": running.pop(pid), "pid": pid, "returncode": os.waitstatus_to_exitcode(status)})
-        if os.getppid() != parent:  # the grading process went away: so do its gradings
-            for pid in running:
-                _kill_group(pid)
+    try:
+        while reading or running:
+            if select.select([0] if reading else [], [], [], 0.02)[0]:
+                chunk = os.read(0, 65536)
+                reading = bool(chunk)
+                *lines, pending = (pending + chunk).split(b"\n")
+                for line in filter(bytes.strip, lines):
+                    request = json.loads(line)
+                    pid = os.fork()
+                    if pid == 0:
+                        _run_child(request, warm_pid)
+                    running[pid] = request.get("id")
+                    _answer({"id": running[pid], "pid": pid})
+            for pid in list(running):
+                done, status = os.waitpid(pid, os.WNOHANG)
+                if done:
+                    _answer({"id": running.pop(pid), "pid": pid, "returncode": os.waitstatus_to_exitcode(status)})
+            if os.getppid() != parent:  # the grading process went away: so do its gradings
+                for pid in running:
+                    _kill_group(pid)
+    finally:  # this loop failed (a malformed request, its reader gone): no grading outlives it
+        for pid in running:
+            _kill_group(pid)
     return 0
 
 
