@@ -2,7 +2,8 @@
 processes over TCP on 127.0.0.1 (``--scheduler``).
 
 The workers get one task per submission (the submission travels with the task: no shared folder)
-and write to a real PostgreSQL gradebook. Their grades must equal sequential grading into SQLite,
+and write to a real PostgreSQL gradebook; a worker with two threads grades two at once, each
+grading's TensorFlow held to half the cores. Their grades must equal sequential grading into SQLite,
 and a worker killed in the middle of a submission must cost nothing: its submission is graded by
 the other worker, every student has one submission row and one row per grade cell.
 """
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import hostile_cases as hostile
 import pytest
@@ -83,22 +85,22 @@ def _free_port() -> int:
 class DaskCluster:
     """``dask scheduler`` and ``dask worker`` processes (each in its own process group)."""
 
-    def __init__(self, workdir, n_workers=2):
+    def __init__(self, workdir, threads=(1, 1)):
         self.address = f"tcp://127.0.0.1:{_free_port()}"
         self.processes, self.workers = [], {}
         self.logs = workdir
         port = self.address.rsplit(":", 1)[1]
         self._start("scheduler", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", port,
                     "--no-dashboard")
-        for i in range(n_workers):
+        for i, nthreads in enumerate(threads):
             name = f"w{i + 1}"
             self.workers[name] = self._start(
-                name, "distributed.cli.dask_worker", self.address, "--name", name, "--nthreads", "1",
+                name, "distributed.cli.dask_worker", self.address, "--name", name, "--nthreads", str(nthreads),
                 "--nworkers", "1", "--host", "127.0.0.1", "--no-dashboard", "--local-directory", str(workdir / name))
         from distributed import Client
 
         self.client = Client(self.address, timeout="60s")
-        self.client.wait_for_workers(n_workers, timeout=120)
+        self.client.wait_for_workers(len(threads), timeout=120)
 
     def _start(self, name, module, *args):
         log = open(self.logs / f"{name}.log", "w")
@@ -147,8 +149,8 @@ def sequential(tmp_path_factory):
 
 
 @pytest.fixture
-def dask_cluster(tmp_path):
-    cluster = DaskCluster(tmp_path)
+def dask_cluster(tmp_path, request):
+    cluster = DaskCluster(tmp_path, getattr(request, "param", (1, 1)))
     try:
         yield cluster
     finally:
@@ -156,21 +158,29 @@ def dask_cluster(tmp_path):
 
 
 class GradingProcesses:
-    """Sampled while grading: the cores each student kernel under this process may run on, and the
-    warm nbgraders this process started (its own children; their forks are grandchildren)."""
+    """Sampled while grading: the cores each student kernel under this process (or ``root``) may run
+    on, and the warm nbgraders this process started (its own children; their forks are grandchildren)."""
 
-    def __init__(self):
+    def __init__(self, root: int | None = None):
+        self.root = root
         self.kernels: dict[int, frozenset] = {}
+        self.tensorflow_threads: dict[int, str | None] = {}  # kernel -> its TF_NUM_INTRAOP_THREADS
         self.warm_nbgraders: set[int] = set()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
     def _sample(self):
         while not self._stop.wait(0.1):
-            for pid, argv in descendants().items():
+            for pid, argv in descendants(self.root).items():
                 if any(b"ipykernel_launcher" in part for part in argv) and pid not in self.kernels:
                     try:
                         self.kernels[pid] = frozenset(os.sched_getaffinity(pid))
+                        if argv[1:3] != [b"-m", b"ipykernel_launcher"]:  # its sandbox's wrappers
+                            continue
+                        environ = dict(item.split(b"=", 1) for item in
+                                       Path(f"/proc/{pid}/environ").read_bytes().split(b"\0") if b"=" in item)
+                        threads = environ.get(b"TF_NUM_INTRAOP_THREADS")
+                        self.tensorflow_threads[pid] = threads.decode() if threads else None
                     except OSError:  # ended meanwhile
                         pass
                 elif b"unet_grader.warm" in argv and parent_of(pid) == os.getpid():
@@ -209,6 +219,7 @@ def test_two_local_workers_give_the_sequential_sqlite_grades(sequential, postgre
     assert rows == sorted((student, 1, cells) for student in sequential) and nulls == 0
 
 
+@pytest.mark.parametrize("dask_cluster", [(2, 1)], indirect=True, ids=["a 2-thread and a 1-thread worker"])
 def test_a_dask_cluster_gives_the_sequential_sqlite_grades(sequential, dask_cluster, postgres_url, tmp_path,
                                                              monkeypatch):
     from distributed import get_task_stream
@@ -216,7 +227,8 @@ def test_a_dask_cluster_gives_the_sequential_sqlite_grades(sequential, dask_clus
     with fresh_database(postgres_url) as db_url:
         monkeypatch.setenv(DB_ENV, db_url)
         course = _course(tmp_path / "course")
-        with get_task_stream(client=dask_cluster.client) as stream:
+        with (get_task_stream(client=dask_cluster.client) as stream,
+              GradingProcesses(root=dask_cluster.workers["w1"].pid) as two_threads):
             results = {r.student: r for r in autograde(course, progress=False, scheduler=dask_cluster.address)}
         assert _grades(course) == sequential
         rows, nulls = _rows(db_url)
@@ -232,6 +244,10 @@ def test_a_dask_cluster_gives_the_sequential_sqlite_grades(sequential, dask_clus
     # One task per submission, spread over both workers (the submissions travelled with them).
     assert len(stream.data) == len(sequential)
     assert {task["worker"] for task in stream.data} == {dask_cluster.worker_of("w1"), dask_cluster.worker_of("w2")}
+    # The 2-thread worker's kernels had TensorFlow use half the cores each (two gradings at once).
+    half = str(max(1, len(os.sched_getaffinity(0)) // 2))
+    assert two_threads.tensorflow_threads and set(two_threads.tensorflow_threads.values()) == {half}, \
+        two_threads.tensorflow_threads
 
 
 def test_a_worker_killed_mid_submission_loses_nothing_and_doubles_nothing(sequential, dask_cluster, postgres_url,

@@ -51,7 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     grade = command("autograde", help="autograde submissions and print a summary")
     grade.add_argument("--student", action="append", help="only these students (repeatable)")
     grade.add_argument("--workers", type=int, default=1,
-                       help="submissions graded at once on a local Dask cluster (each needs ~1 core and ~1.5 GB;"
+                       help="submissions graded at once on a local Dask cluster (each needs ~1 core and ~1.2 GB;"
                             " needs a PostgreSQL --db)")
     grade.add_argument("--scheduler", metavar="tcp://HOST:PORT",
                        help="grade on this Dask cluster: one task per submission; its workers need the course"

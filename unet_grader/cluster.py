@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,8 +90,8 @@ def grade_task(task: GradingTask) -> GradedSubmission:
         _write_files(root, task.course_files)
         course = Course(root)
         _write_files(course.submitted_folder(task.student), task.submission)
-        with task_environment(**{DB_ENV: task.db_url, "UNET_COURSE_STUDENT_TIMEOUT": str(task.timeout)},
-                              **_LOCAL_WORKERS.get(_worker_name(), {})):
+        with (grading_slot() as settings,
+              task_environment(**{DB_ENV: task.db_url, "UNET_COURSE_STUDENT_TIMEOUT": str(task.timeout)}, **settings)):
             result = batch.grade_safely(course, task.student)
         autograded_folder = course.autograded_folder(task.student)
         autograded = {str(p.relative_to(autograded_folder)): p.read_bytes()
@@ -142,23 +143,50 @@ def own_cores(index: int, workers: int) -> set[int] | None:
     return set(cores[index * share:(index + 1) * share])
 
 
-# The grading settings of each worker of this process's local cluster (its name -> variables for
-# its gradings: its share of TensorFlow threads and its own cores), set while the cluster runs.
-_LOCAL_WORKERS: dict = {}
+# A local cluster's worker threads, while it runs (all of this process's gradings: it owns the machine).
+_LOCAL_THREADS = 0
+_SLOTS_LOCK = threading.Lock()
+_BUSY_SLOTS: set[int] = set()
 
 
-def _worker_name():
-    """The name of the Dask worker running this task (None outside one)."""
+def _worker_threads() -> int:
+    """The threads of the Dask worker running this task (`dask worker --nthreads N`; 1 outside one)."""
     try:
         from distributed import get_worker
 
-        return get_worker().name
-    except (ImportError, ValueError):
-        return None
+        return max(1, int(get_worker().state.nthreads))
+    except (ImportError, ValueError, AttributeError):
+        return 1
+
+
+@contextlib.contextmanager
+def grading_slot() -> Iterator[dict[str, str]]:
+    """The settings one grading runs with, held while it grades.
+
+    In a local cluster (``--workers N``, which owns this machine): a free one of N slots, with its
+    share of TensorFlow threads and its own cores (:func:`local_settings`). In a Dask worker of N > 1
+    threads: TensorFlow's share only (cores // N threads), as other worker processes may share the
+    machine's cores. Otherwise nothing: TensorFlow's defaults.
+    """
+    with _SLOTS_LOCK:
+        threads = _LOCAL_THREADS
+        index = min((i for i in range(threads) if i not in _BUSY_SLOTS), default=None)
+        if index is not None:
+            _BUSY_SLOTS.add(index)
+    try:
+        if index is not None:
+            yield local_settings(index, threads)
+        else:
+            threads = threads or _worker_threads()
+            yield worker_environment(threads) if threads > 1 else {}
+    finally:
+        if index is not None:
+            with _SLOTS_LOCK:
+                _BUSY_SLOTS.discard(index)
 
 
 def local_settings(index: int, workers: int) -> dict[str, str]:
-    """What local worker ``index`` of ``workers`` grades with: cores // N TensorFlow threads in each
+    """What grading slot ``index`` of ``workers`` on this machine grades with: cores // N TensorFlow threads in each
     kernel and verifier (:func:`worker_environment`) and, where there is a core each, its own cores
     for the nbgrader it forks and the kernel that starts (:data:`unet_grader.warm.CORES_ENV`).
     Measured on 2 cores: two gradings at once, each held to one core, took as long as one alone
@@ -198,7 +226,9 @@ def local_cluster(workers: int):
 
     from unet_grader import warm
 
-    _LOCAL_WORKERS.update({index: local_settings(index, workers) for index in range(workers)})
+    global _LOCAL_THREADS
+    with _SLOTS_LOCK:
+        _LOCAL_THREADS += workers
     try:
         with (dask.config.set(QUIET_WORKERS),
               LocalCluster(n_workers=workers, threads_per_worker=1, processes=False,
@@ -206,7 +236,8 @@ def local_cluster(workers: int):
               Client(cluster) as client):
             yield client
     finally:
-        _LOCAL_WORKERS.clear()
+        with _SLOTS_LOCK:
+            _LOCAL_THREADS -= workers
         warm.stop(but_this_thread=True)  # the workers' kept processes end with them
 
 

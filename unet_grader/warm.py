@@ -33,6 +33,7 @@ import logging
 import os
 import queue
 import select
+import selectors
 import shutil
 import signal
 import subprocess
@@ -96,7 +97,9 @@ class WarmNbgrader:
         process = subprocess.Popen([sys.executable, "-m", "unet_grader.warm"], stdin=subprocess.PIPE,
                                    stdout=subprocess.PIPE, env=nbgrader_environment(), text=True,
                                    start_new_session=True)
-        ready = select.select([process.stdout], [], [], self.START_SECONDS)[0] and process.stdout.readline()
+        with selectors.DefaultSelector() as waiting:  # any descriptor number (select() stops at 1024)
+            waiting.register(process.stdout, selectors.EVENT_READ)
+            ready = waiting.select(self.START_SECONDS) and process.stdout.readline()
         if not ready or ready.strip() != "ready":
             process.kill()
             process.wait()
@@ -200,11 +203,19 @@ class WarmNbgrader:
 _NBGRADER: WarmNbgrader | None = None  # this process's, shared by its grading threads
 _GRADERS: dict[int, "WarmGrader"] = {}  # thread ident -> that grading worker's warm grader
 _GRADERS_LOCK = threading.Lock()
+_EXITING = False  # set at exit: no grading starts, none falls back to a process nobody would stop
+
+
+class ExitingError(BaseException):
+    """The grading process is exiting: this submission is not graded, and no zero is recorded for it
+    (a BaseException, as KeyboardInterrupt is: it is not the student's failure)."""
 
 
 def _shared_nbgrader() -> WarmNbgrader:
     global _NBGRADER
     with _GRADERS_LOCK:
+        if _EXITING:
+            raise ExitingError("this process is exiting")
         if _NBGRADER is None:
             _NBGRADER = WarmNbgrader()
         return _NBGRADER
@@ -265,6 +276,8 @@ class WarmGrader:
         try:
             return _shared_nbgrader().autograde(course_root, args, env, timeout)
         except (OSError, RuntimeError, ValueError) as error:
+            if _EXITING:
+                raise ExitingError("this process is exiting") from error
             LOG.warning("grading with a fresh nbgrader process: %s", error)
         return run_nbgrader(course_root, *args, timeout=timeout, env=env)
 
@@ -303,7 +316,11 @@ def stop(but_this_thread: bool = False) -> None:
             _NBGRADER = None
 
 
-atexit.register(stop)
+@atexit.register
+def _at_exit() -> None:
+    global _EXITING
+    _EXITING = True
+    stop()
 
 
 def _kill_group(pid: int) -> None:
@@ -352,13 +369,23 @@ def _run_child(request: dict, warm_pid: int) -> None:
         os._exit(code)
 
 
-def _die_with(parent: int) -> None:
-    """Linux: SIGKILL this process when ``parent``, which forked it, ends (elsewhere: nothing)."""
+def _prctl():
+    """libc's prctl (Linux), looked up once in the warm process; None elsewhere."""
     try:
         import ctypes
 
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        return ctypes.CDLL(None, use_errno=True).prctl
     except (OSError, AttributeError):
+        return None
+
+
+_PRCTL = None
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with(parent: int) -> None:
+    """Linux: SIGKILL this process when ``parent``, which forked it, ends (elsewhere: nothing)."""
+    if _PRCTL is None or _PRCTL(PR_SET_PDEATHSIG, int(signal.SIGKILL)) != 0:
         return
     if os.getppid() != parent:  # it ended before that was set
         os._exit(1)
@@ -379,6 +406,8 @@ def main() -> int:
     warnings.simplefilter("ignore")
     for module in PRELOAD:
         importlib.import_module(module)
+    global _PRCTL
+    _PRCTL = _prctl()
     parent, warm_pid = os.getppid(), os.getpid()
     print("ready", flush=True)
     running: dict[int, object] = {}  # pid -> request id
