@@ -90,8 +90,8 @@ def grade_task(task: GradingTask) -> GradedSubmission:
         _write_files(root, task.course_files)
         course = Course(root)
         _write_files(course.submitted_folder(task.student), task.submission)
-        with (grading_slot() as settings,
-              task_environment(**{DB_ENV: task.db_url, "UNET_COURSE_STUDENT_TIMEOUT": str(task.timeout)}, **settings)):
+        task_settings = {DB_ENV: task.db_url, "UNET_COURSE_STUDENT_TIMEOUT": str(task.timeout)}
+        with grading_slot() as settings, task_environment(**task_settings, **settings):
             result = batch.grade_safely(course, task.student)
         autograded_folder = course.autograded_folder(task.student)
         autograded = {str(p.relative_to(autograded_folder)): p.read_bytes()
@@ -186,9 +186,9 @@ def grading_slot() -> Iterator[dict[str, str]]:
 
 
 def local_settings(index: int, workers: int) -> dict[str, str]:
-    """What grading slot ``index`` of ``workers`` on this machine grades with: cores // N TensorFlow threads in each
-    kernel and verifier (:func:`worker_environment`) and, where there is a core each, its own cores
-    for the nbgrader it forks and the kernel that starts (:data:`unet_grader.warm.CORES_ENV`).
+    """What grading slot ``index`` of ``workers`` on this machine grades with: cores // N TensorFlow
+    threads in each kernel and verifier (:func:`worker_environment`) and, where there is a core each,
+    its own cores for the nbgrader it forks and the kernel that starts (:data:`unet_grader.warm.CORES_ENV`).
     Measured on 2 cores: two gradings at once, each held to one core, took as long as one alone
     (6.6-8.5 s); left to the operating system, which moves both gradings' threads between both
     cores, 6.9-9.7 s."""
