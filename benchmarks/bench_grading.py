@@ -113,7 +113,8 @@ def cpu_seconds() -> tuple[float, float] | None:
 
 def memory_in_use() -> float:
     """Bytes of this machine's memory in use (MemTotal - MemAvailable, /proc/meminfo)."""
-    fields = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in Path("/proc/meminfo").read_text().splitlines()}
+    lines = Path("/proc/meminfo").read_text().splitlines()
+    fields = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in lines}
     return fields["MemTotal"] - fields["MemAvailable"]
 
 

@@ -14,7 +14,8 @@
     python -m unet_grader editions [--check]   # maintainers: the Chinese edition (editions/zh-CN) from i18n/
 
 Every command works on the course folder given by ``--course`` (default: the current folder),
-which must hold ``nbgrader_config.py``; ``--course`` and ``--db`` go before or after the command. Installed as the ``unet-grader`` command too.
+which must hold ``nbgrader_config.py``; ``--course`` and ``--db`` go before or after the command.
+Installed as the ``unet-grader`` command too.
 """
 
 from __future__ import annotations

@@ -16,8 +16,9 @@ one (see :func:`grader`):
 Fresh for every submission: the nbgrader process (a fork: milliseconds instead of the seconds
 its imports take) and the student's kernel in its sandbox. The kept processes end with the
 process that started them, and no grading outlives its reason to run: one interrupted (Ctrl-C) or
-whose warm nbgrader died is stopped with its kernel, never left to write a grade nobody waits for. A grading worker is a thread: the process's own (one submission after
-another) or each worker thread of a local Dask cluster. ``UNET_COURSE_WARM=off`` grades with a
+whose warm nbgrader died is stopped with its kernel, never left to write a grade nobody waits for.
+A grading worker is a thread: the process's own (one submission after another) or each worker
+thread of a local Dask cluster. ``UNET_COURSE_WARM=off`` grades with a
 fresh ``nbgrader`` process and a verifier of its own per submission instead (as plain
 ``nbgrader autograde`` does).
 
@@ -334,12 +335,12 @@ def _kill_group(pid: int) -> None:
 # The warm nbgrader process
 # --------------------------------------------------------------------------------------------
 
-def _run_child(request: dict, warm_pid: int) -> None:
+def _run_child(request: dict, warm_pid: int, prctl) -> None:
     """In the fork: the real ``nbgrader`` command line for one submission, then exit."""
     code = 1
     try:
         os.setsid()  # its own process group: stopped as a whole at the time limit
-        _die_with(warm_pid)  # and with the warm process: a grading nobody waits for is never left running
+        _die_with(warm_pid, prctl)  # and with the warm process: a grading nobody waits for is never left running
         log = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
         os.dup2(log, 1)
@@ -369,8 +370,8 @@ def _run_child(request: dict, warm_pid: int) -> None:
         os._exit(code)
 
 
-def _prctl():
-    """libc's prctl (Linux), looked up once in the warm process; None elsewhere."""
+def _libc_prctl():
+    """libc's prctl (Linux; None elsewhere), looked up once by the warm process for its forks."""
     try:
         import ctypes
 
@@ -379,13 +380,10 @@ def _prctl():
         return None
 
 
-_PRCTL = None
-PR_SET_PDEATHSIG = 1
-
-
-def _die_with(parent: int) -> None:
+def _die_with(parent: int, prctl) -> None:
     """Linux: SIGKILL this process when ``parent``, which forked it, ends (elsewhere: nothing)."""
-    if _PRCTL is None or _PRCTL(PR_SET_PDEATHSIG, int(signal.SIGKILL)) != 0:
+    pr_set_pdeathsig = 1
+    if prctl is None or prctl(pr_set_pdeathsig, int(signal.SIGKILL)) != 0:
         return
     if os.getppid() != parent:  # it ended before that was set
         os._exit(1)
@@ -406,9 +404,7 @@ def main() -> int:
     warnings.simplefilter("ignore")
     for module in PRELOAD:
         importlib.import_module(module)
-    global _PRCTL
-    _PRCTL = _prctl()
-    parent, warm_pid = os.getppid(), os.getpid()
+    prctl, parent, warm_pid = _libc_prctl(), os.getppid(), os.getpid()
     print("ready", flush=True)
     running: dict[int, object] = {}  # pid -> request id
     pending, reading = b"", True
@@ -422,7 +418,7 @@ def main() -> int:
                     request = json.loads(line)
                     pid = os.fork()
                     if pid == 0:
-                        _run_child(request, warm_pid)
+                        _run_child(request, warm_pid, prctl)
                     running[pid] = request.get("id")
                     _answer({"id": running[pid], "pid": pid})
             for pid in list(running):
