@@ -5,7 +5,8 @@ The workers get one task per submission (the submission travels with the task: n
 and write to a real PostgreSQL gradebook; a worker with two threads grades two at once, each
 grading's TensorFlow held to half the cores. Their grades must equal sequential grading into SQLite,
 and a worker killed in the middle of a submission must cost nothing: its submission is graded by
-the other worker, every student has one submission row and one row per grade cell.
+the other worker, every student has one submission row and one row per grade cell. A local batch
+interrupted with Ctrl-C stops now, leaves nothing running and records nothing it did not grade.
 """
 
 from __future__ import annotations
@@ -74,6 +75,18 @@ def _rows(db_url):
                                         " and manual_score is null")).scalar()
     engine.dispose()
     return sorted(tuple(row) for row in per_student), nulls
+
+
+def _scored(db_url) -> int:
+    """How many grade rows have a score (nbgrader creates a submission's rows empty as it starts)."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(db_url)
+    with engine.connect() as connection:
+        scored = connection.execute(text("select count(*) from grade where auto_score is not null"
+                                         " or manual_score is not null")).scalar()
+    engine.dispose()
+    return scored
 
 
 def _free_port() -> int:
@@ -217,6 +230,64 @@ def test_two_local_workers_give_the_sequential_sqlite_grades(sequential, postgre
     rows, nulls = _rows(postgres_db_url)
     cells = len(next(iter(sequential.values())))
     assert rows == sorted((student, 1, cells) for student in sequential) and nulls == 0
+
+
+def _grading_in_temp_folders() -> dict:
+    """Processes anywhere working in a grading task's throw-away folder (``unet-grade-<student>-``), or
+    a student's kernel: what an interrupted batch must not leave running."""
+    found = {}
+    for pid, argv in descendants(1).items():
+        try:
+            cwd = os.readlink(f"/proc/{pid}/cwd")
+        except OSError:
+            cwd = ""
+        if "unet-grade-loop" in cwd or any(b"unet-grade-loop" in part or b"ipykernel" in part for part in argv):
+            found[pid] = (cwd, argv[:3])
+    return found
+
+
+def test_an_interrupted_local_batch_stops_now_and_records_nothing(postgres_db_url, tmp_path, monkeypatch):
+    """Ctrl-C (SIGINT to the command's process group) during `autograde --workers 2` while both
+    workers' kernels loop forever: the command ends without waiting for the gradings in flight (their
+    limit is 30 minutes), no nbgrader or kernel of them runs on, and no grade, not even a zero, is
+    recorded for a submission that was not graded: the next `autograde` grades it."""
+    monkeypatch.setenv(DB_ENV, postgres_db_url)
+    course = copy_course(tmp_path / "course", ROOT)
+    release(course)
+    loops = ["loop1", "loop2", "loop3"]
+    for student in loops:
+        hostile.write_case(course, student, hostile.CASES["infinite_loop"])
+    before = set(_grading_in_temp_folders())  # not this test's (another test's kernel, say)
+    grading = subprocess.Popen([sys.executable, "-m", "unet_grader", "autograde", "--course", str(course),
+                                "--workers", "2"], cwd=ROOT, start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 180
+        kernels = set()
+        while len(kernels) < 2 and time.monotonic() < deadline:  # both workers' students are looping
+            kernels = {pid for pid, argv in descendants(1).items()
+                       if argv[1:3] == [b"-m", b"ipykernel_launcher"] and pid not in before}
+            time.sleep(0.2)
+        assert len(kernels) == 2, f"two kernels never ran at once: {kernels}"
+        time.sleep(2)
+        os.killpg(grading.pid, signal.SIGINT)
+        interrupted = time.monotonic()
+        grading.wait(120)
+        took = time.monotonic() - interrupted
+        print(f"the command ended {took:.1f} s after Ctrl-C")
+    finally:
+        if grading.poll() is None:
+            os.killpg(grading.pid, signal.SIGKILL)
+            grading.wait()
+    assert b"KeyboardInterrupt" in grading.stderr.read()
+    # Measured on 2 cores: 3 s; 62 s before the gradings in flight were stopped (they ran on until
+    # the closing cluster gave up waiting for its workers, and the exit killed them).
+    assert took < 20, f"the command ended {took:.0f} s after Ctrl-C: the gradings in flight ran on"
+    deadline = time.monotonic() + 15
+    while (left := set(_grading_in_temp_folders()) - before) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not left, {pid: info for pid, info in _grading_in_temp_folders().items() if pid in left}
+    assert _scored(postgres_db_url) == 0, "an interrupted submission got a grade"
 
 
 @pytest.mark.parametrize("dask_cluster", [(2, 1)], indirect=True, ids=["a 2-thread and a 1-thread worker"])

@@ -214,6 +214,8 @@ def local_cluster(workers: int):
     with its own verifier (:mod:`unet_grader.warm`) and its share of the cores (:func:`local_settings`),
     without Dask's profiler (:data:`QUIET_WORKERS`).
 
+    Interrupted (Ctrl-C), it stops the gradings in flight before it closes (:func:`unet_grader.warm.stopped`).
+
     Threads, not processes: a grading task only waits on the processes it starts (nbgrader, the
     kernel, the verifier), so a worker process of its own would only add its start-up (importing
     Dask, nbgrader's API and the course) and its event loop; measured on 2 cores, the two worker
@@ -229,12 +231,19 @@ def local_cluster(workers: int):
     global _LOCAL_THREADS
     with _SLOTS_LOCK:
         _LOCAL_THREADS += workers
+    interrupted = contextlib.ExitStack()  # entered if the batch is interrupted, left once the cluster closed
     try:
-        with (dask.config.set(QUIET_WORKERS),
+        with (interrupted, dask.config.set(QUIET_WORKERS),
               LocalCluster(n_workers=workers, threads_per_worker=1, processes=False,
                            dashboard_address=None, silence_logs=logging.ERROR) as cluster,
               Client(cluster) as client):
-            yield client
+            try:
+                yield client
+            except BaseException:
+                # Ctrl-C: the gradings in flight stop now (nothing recorded for them) rather than run
+                # on to their time limit while the closing cluster waits for its workers.
+                interrupted.enter_context(warm.stopped())
+                raise
     finally:
         with _SLOTS_LOCK:
             _LOCAL_THREADS -= workers
@@ -285,11 +294,16 @@ def run(tasks: list[GradingTask], workers: int = 1, scheduler: str | None = None
             client = stack.enter_context(local_cluster(workers))
         futures = {client.submit(grade_task, task, key=f"grade-{task.student}-{batch_id}", pure=False): task.student
                    for task in tasks}
-        for future in as_completed(futures):
-            student = futures[future]
-            try:
-                yield student, future.result()
-            except Exception as error:  # noqa: BLE001 - e.g. KilledWorker after repeated worker deaths
-                yield student, error
-            finally:
-                future.release()
+        try:
+            for future in as_completed(futures):
+                student = futures[future]
+                try:
+                    yield student, future.result()
+                except Exception as error:  # noqa: BLE001 - e.g. KilledWorker after repeated worker deaths
+                    yield student, error
+                finally:
+                    future.release()
+        except BaseException:  # Ctrl-C, or the caller stopped reading: no further submission starts
+            with contextlib.suppress(Exception):  # (an unreachable scheduler: nothing more to tell it)
+                client.cancel(list(futures))
+            raise

@@ -28,6 +28,7 @@ fresh ``nbgrader`` process and a verifier of its own per submission instead (as 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import itertools
 import json
 import logging
@@ -42,6 +43,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 WARM_ENV = "UNET_COURSE_WARM"
@@ -158,7 +160,7 @@ class WarmNbgrader:
             late = self._answer(answers, 0) if reply is False else None
             if late:  # its end came in just as the limit passed
                 reply = late
-            if reply is None:  # the warm nbgrader is gone: so is this attempt, before any other starts
+            if reply is None or self._closed:  # the warm nbgrader is gone or was stopped: so is this attempt
                 raise RuntimeError("the warm nbgrader stopped")
             if reply is False:  # past the limit: the child, its kernel and all it started
                 _kill_group(pid)
@@ -176,6 +178,11 @@ class WarmNbgrader:
         if reply is False:
             raise subprocess.TimeoutExpired(["nbgrader", *args], timeout, output=output)
         return subprocess.CompletedProcess(["nbgrader", *args], reply["returncode"], output, "")
+
+    @property
+    def stopped(self) -> bool:
+        """Whether :meth:`close` stopped it (then its gradings in flight were stopped too)."""
+        return self._closed
 
     @staticmethod
     def _answer(answers: queue.Queue, timeout: float):
@@ -205,18 +212,20 @@ _NBGRADER: WarmNbgrader | None = None  # this process's, shared by its grading t
 _GRADERS: dict[int, "WarmGrader"] = {}  # thread ident -> that grading worker's warm grader
 _GRADERS_LOCK = threading.Lock()
 _EXITING = False  # set at exit: no grading starts, none falls back to a process nobody would stop
+_REFUSING = False  # set while stopped() lasts: no grading starts
 
 
 class ExitingError(BaseException):
-    """The grading process is exiting: this submission is not graded, and no zero is recorded for it
-    (a BaseException, as KeyboardInterrupt is: it is not the student's failure)."""
+    """The grading process is exiting, or its gradings were stopped (Ctrl-C during a batch): this
+    submission is not graded, and no zero is recorded for it (a BaseException, as KeyboardInterrupt
+    is: it is not the student's failure)."""
 
 
 def _shared_nbgrader() -> WarmNbgrader:
     global _NBGRADER
     with _GRADERS_LOCK:
-        if _EXITING:
-            raise ExitingError("this process is exiting")
+        if _EXITING or _REFUSING:
+            raise ExitingError("this process is exiting" if _EXITING else "the gradings were stopped")
         if _NBGRADER is None:
             _NBGRADER = WarmNbgrader()
         return _NBGRADER
@@ -269,16 +278,17 @@ class WarmGrader:
         from unet_grader.plugins.verdicts import VERIFIER_PID_ENV, VERIFIER_SOCKET_ENV
 
         env = dict(env)
+        nbgrader = _shared_nbgrader()  # first: while gradings are being stopped, start nothing
         try:
             self._ensure_verifier()
             env.update({VERIFIER_SOCKET_ENV: str(self.socket), VERIFIER_PID_ENV: str(self._verifier.pid)})
         except (OSError, RuntimeError) as error:
             LOG.warning("grading without the serving verifier: %s", error)
         try:
-            return _shared_nbgrader().autograde(course_root, args, env, timeout)
+            return nbgrader.autograde(course_root, args, env, timeout)
         except (OSError, RuntimeError, ValueError) as error:
-            if _EXITING:
-                raise ExitingError("this process is exiting") from error
+            if _EXITING or nbgrader.stopped:  # by stop(): no fresh nbgrader that nobody asked for
+                raise ExitingError("the gradings were stopped") from error
             LOG.warning("grading with a fresh nbgrader process: %s", error)
         return run_nbgrader(course_root, *args, timeout=timeout, env=env)
 
@@ -315,6 +325,22 @@ def stop(but_this_thread: bool = False) -> None:
         if not but_this_thread and _NBGRADER is not None:
             _NBGRADER.close()
             _NBGRADER = None
+
+
+@contextlib.contextmanager
+def stopped() -> Iterator[None]:
+    """Stop every grading in flight now (its nbgrader fork and kernel killed; the thread that waited
+    on it gets :class:`ExitingError`, so nothing is recorded for it) and start none until the block
+    ends: a batch being torn down (Ctrl-C) while its workers close."""
+    global _REFUSING
+    with _GRADERS_LOCK:
+        _REFUSING = True
+    try:
+        stop()
+        yield
+    finally:
+        with _GRADERS_LOCK:
+            _REFUSING = False
 
 
 @atexit.register
