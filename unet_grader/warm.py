@@ -271,8 +271,9 @@ class WarmGrader:
         worker's verifier; raise subprocess.TimeoutExpired (after stopping it) past ``timeout``.
 
         The warm processes are an optimisation, never a reason for a grade: if the verifier cannot
-        be started the notebook starts its own, and if the warm nbgrader cannot (or stops) the
-        submission is graded by a fresh ``nbgrader`` process.
+        be started the notebook starts its own, and if the warm nbgrader cannot (or dies) the
+        submission is graded by a fresh ``nbgrader`` process; stopped on purpose (:func:`stop`, the
+        process exiting), it raises :class:`ExitingError` instead.
         """
         from unet_grader.coursedir import run_nbgrader
         from unet_grader.plugins.verdicts import VERIFIER_PID_ENV, VERIFIER_SOCKET_ENV
