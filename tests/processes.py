@@ -50,3 +50,17 @@ def alive(pid: int) -> bool:
     """Running (not ended, not an unreaped zombie)."""
     found = _state_and_parent(pid)
     return found is not None and found[0] not in "ZX"
+
+
+def working_in(mark: str) -> dict[int, tuple[str, list[bytes]]]:
+    """Processes anywhere whose working directory or command line contains ``mark`` (a folder, or
+    part of a folder's name): what an interrupted grading must not leave running."""
+    found = {}
+    for pid, argv in descendants(1).items():
+        try:
+            cwd = os.readlink(f"/proc/{pid}/cwd")
+        except OSError:
+            cwd = ""
+        if mark in cwd or any(mark.encode() in part for part in argv):
+            found[pid] = (cwd, argv[:3])
+    return found

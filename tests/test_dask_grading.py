@@ -25,7 +25,7 @@ import pytest
 
 from conftest import ROOT
 from pg_server import fresh_database
-from processes import descendants, parent_of
+from processes import descendants, parent_of, working_in
 from unet_grader.assignment import ASSIGNMENT, NOTEBOOK
 from unet_grader.batch import autograde, gradebook
 from unet_grader.coursedir import DB_ENV, copy_course
@@ -75,18 +75,6 @@ def _rows(db_url):
                                         " and manual_score is null")).scalar()
     engine.dispose()
     return sorted(tuple(row) for row in per_student), nulls
-
-
-def _scored(db_url) -> int:
-    """How many grade rows have a score (nbgrader creates a submission's rows empty as it starts)."""
-    from sqlalchemy import create_engine, text
-
-    engine = create_engine(db_url)
-    with engine.connect() as connection:
-        scored = connection.execute(text("select count(*) from grade where auto_score is not null"
-                                         " or manual_score is not null")).scalar()
-    engine.dispose()
-    return scored
 
 
 def _free_port() -> int:
@@ -233,17 +221,9 @@ def test_two_local_workers_give_the_sequential_sqlite_grades(sequential, postgre
 
 
 def _grading_in_temp_folders() -> dict:
-    """Processes anywhere working in a grading task's throw-away folder (``unet-grade-<student>-``), or
-    a student's kernel: what an interrupted batch must not leave running."""
-    found = {}
-    for pid, argv in descendants(1).items():
-        try:
-            cwd = os.readlink(f"/proc/{pid}/cwd")
-        except OSError:
-            cwd = ""
-        if "unet-grade-loop" in cwd or any(b"unet-grade-loop" in part or b"ipykernel" in part for part in argv):
-            found[pid] = (cwd, argv[:3])
-    return found
+    """Processes working in a grading task's throw-away folder (``unet-grade-<student>-``), or a
+    student's kernel: what an interrupted batch must not leave running."""
+    return {**working_in("unet-grade-loop"), **working_in("ipykernel")}
 
 
 def test_an_interrupted_local_batch_stops_now_and_records_nothing(postgres_db_url, tmp_path, monkeypatch):
@@ -287,7 +267,8 @@ def test_an_interrupted_local_batch_stops_now_and_records_nothing(postgres_db_ur
     while (left := set(_grading_in_temp_folders()) - before) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not left, {pid: info for pid, info in _grading_in_temp_folders().items() if pid in left}
-    assert _scored(postgres_db_url) == 0, "an interrupted submission got a grade"
+    rows, unscored = _rows(postgres_db_url)  # nbgrader creates a submission's grade rows empty as it starts
+    assert sum(grades for _student, _submissions, grades in rows) == unscored, "an interrupted submission got a grade"
 
 
 @pytest.mark.parametrize("dask_cluster", [(2, 1)], indirect=True, ids=["a 2-thread and a 1-thread worker"])

@@ -22,7 +22,7 @@ import time
 
 import hostile_cases as hostile
 import pytest
-from processes import alive, descendants
+from processes import alive, descendants, working_in
 
 from conftest import ROOT, released_course
 from unet_grader import warm
@@ -152,19 +152,6 @@ def test_the_kept_processes_end_with_their_worker():
     assert not any(alive(pid) for pid in kept)
 
 
-def _working_in(folder) -> dict:
-    """Processes anywhere whose command line names ``folder`` or whose working directory is in it."""
-    mark, found = str(folder), {}
-    for pid, argv in descendants(1).items():
-        try:
-            cwd = os.readlink(f"/proc/{pid}/cwd")
-        except OSError:
-            cwd = ""
-        if cwd.startswith(mark) or any(mark.encode() in part for part in argv):
-            found[pid] = (cwd, argv[:3])
-    return found
-
-
 def _kernels() -> dict:
     return {pid: argv[:2] for pid, argv in descendants(1).items() if any(b"ipykernel" in part for part in argv)}
 
@@ -190,6 +177,6 @@ def test_an_interrupted_grading_leaves_nothing_running(course):
             grading.wait()
     assert b"KeyboardInterrupt" in grading.stderr.read()
     deadline = time.monotonic() + 15
-    while _working_in(course) and time.monotonic() < deadline:
+    while working_in(str(course)) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert not _working_in(course), _working_in(course)
+    assert not working_in(str(course)), working_in(str(course))
