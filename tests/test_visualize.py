@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import keras
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -188,3 +189,21 @@ def test_prediction_strip_keeps_one_prediction_per_epoch_and_draws_evenly_spaced
     assert shown == ["Input image", "True mask", "before training", "after epoch 2", "after epoch 5", "after epoch 7"]
     with pytest.raises(ValueError, match="model.fit"):
         visualize.PredictionStrip(images[0]).show(show=False)
+
+
+def test_the_unet_diagram_is_labelled_with_the_exercise_shapes_and_skipped_while_grading(monkeypatch):
+    from unet_course.diagram import draw_unet
+
+    monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)
+    figure = draw_unet(input_size=(96, 128, 3), n_filters=32, n_classes=23)
+    labels = [text.get_text() for text in figure.axes[0].texts]
+    assert "conv_block 1\n96\u00d7128\u00d732" in labels
+    assert "bottleneck\n6\u00d78\u00d7512" in labels
+    assert "upsampling_block 4\n96\u00d7128\u00d732" in labels
+    assert any("96\u00d7128\u00d723 logits" in label for label in labels)
+    plt.close(figure)
+
+    monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
+    figures_before = plt.get_fignums()
+    assert draw_unet() is None  # nothing drawn for a picture nobody sees while grading
+    assert plt.get_fignums() == figures_before
