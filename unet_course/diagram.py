@@ -26,8 +26,8 @@ def _arrow(ax, start, end, color="black", style="-|>", text=None, **kwargs):
 def draw_unet(input_size=(96, 128, 3), n_filters=32, n_classes=23):
     """Draw the encoder, bottleneck, decoder and skip connections; return the figure.
 
-    While nbgrader grades, draw nothing and return None: nobody looks at the picture there, and it
-    would cost every submission 0.4 s and 78 kB of its autograded notebook and feedback."""
+    While nbgrader grades, draw nothing and return None: nobody looks at the picture there, and every
+    submission would pay for rendering it and carry it in its autograded notebook and feedback."""
     if grading_run():
         return None
     height, width, _ = input_size
