@@ -56,13 +56,11 @@ def _solved(release, source, solved=tuple(EXERCISES)):
     return make_submission(release, source, solved)
 
 
-def _with_cell(code: str, solved=tuple(EXERCISES), where: str = "after_setup"):
+def _with_cell(code: str, solved=tuple(EXERCISES)):
     """A submission with one extra code cell, right after the setup cell (before every test)."""
     def build(release, source):
         notebook = _solved(release, source, solved)
         position = 1 + next(i for i, c in enumerate(notebook.cells) if "course.setup" in c.source)
-        if where == "end":
-            position = len(notebook.cells)
         notebook.cells.insert(position, nbformat.v4.new_code_cell(code))
         return _bytes(notebook)
     return build
@@ -340,7 +338,7 @@ CASES: dict[str, Hostile] = {
         "    except OSError as error:\n        print(error)"), None),
     "huge_output": Hostile("1 GiB of printed output and a 2 GiB file, answers correct", _with_cell(HUGE_OUTPUT), FULL),
     "stderr_noise": Hostile("warnings and C++-style log lines on stderr around correct code",
-                            _with_cell(STDERR_NOISE, where="end"), FULL),
+                            _with_cell(STDERR_NOISE), FULL),
     "odd_file_names": Hostile("odd and huge file names beside and from the notebook, answers correct",
                               _with_files(_with_cell(ODD_NAMES), ODD_FILES), FULL),
 }

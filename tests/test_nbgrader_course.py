@@ -78,6 +78,7 @@ def graded(tmp_path_factory):
         write_submission(make_submission(release_nb, source, mistakes=(name,)), course, f"mistake_{name}")
     write_submission(_tag_test_cells(make_submission(release_nb, source, solved=())), course, "skip_tags")
     write_submission(_noisy(make_submission(release_nb, source)), course, "stderr_noise")
+    write_submission(_with_last_cell(make_submission(release_nb, source), TRAILING_CODE), course, "trailing_cell")
     run = nbgrader(course, "autograde", ASSIGNMENT, "--force", check=False)
     results = {student: read_result(course, student) for student in as_course(course).submitted_students()}
     return course, run, results
@@ -101,6 +102,41 @@ def _noisy(notebook):
             body_start = rest.index('    """\n') + len('    """\n')
             cell.source = head + sep + rest[:body_start] + noise + rest[body_start:]
     return notebook
+
+
+# Run after every test, it could not change a grade; run at all, it would show.
+TRAILING_CODE = "print('the cell after the last test ran')\nraise SystemExit('and failed')"
+
+
+def _with_last_cell(notebook, code):
+    notebook.cells.append(nbformat.v4.new_code_cell(code))
+    return notebook
+
+
+def _outputs_after_the_last_test(path) -> list[tuple[str, list, object]]:
+    """(source, outputs, execution count) of each code cell after the last graded one."""
+    cells = nbformat.read(str(path), as_version=4).cells
+    last = max(i for i, c in enumerate(cells) if c.metadata.get("nbgrader", {}).get("grade"))
+    return [(c.source, c.outputs, c.execution_count) for c in cells[last + 1:] if c.cell_type == "code"]
+
+
+def test_nothing_runs_after_the_last_graded_cell(graded):
+    course, _, results = graded
+    assert _scores(results["trailing_cell"]) == FULL and results["trailing_cell"].problems == []
+    after = _outputs_after_the_last_test(course / "autograded" / "trailing_cell" / ASSIGNMENT / NOTEBOOK)
+    assert after[-1][0] == TRAILING_CODE  # kept, for the feedback
+    # The training section's cells (a U-Net summary) and the student's own last cell: none ran
+    assert len(after) > 3 and all(outputs == [] and count is None for _, outputs, count in after)
+
+
+def test_the_instructor_can_run_the_cells_after_the_last_graded_one(graded):
+    course, _, _ = graded
+    run = nbgrader(course, "autograde", ASSIGNMENT, "--student", "trailing_cell", "--force",
+                   "--GuardedExecute.run_after_last_grade=True", check=False)
+    assert _scores(read_result(course, "trailing_cell")) == FULL, run.stdout[-2000:] + run.stderr[-2000:]
+    after = _outputs_after_the_last_test(course / "autograded" / "trailing_cell" / ASSIGNMENT / NOTEBOOK)
+    assert "the cell after the last test ran" in str(after[-1][1])
+    assert any("Total params" in str(outputs) for _, outputs, _ in after)  # the training section's summary
 
 
 def test_skip_execution_tags_do_not_earn_points(graded):

@@ -1,5 +1,6 @@
 """Sandboxed execution: nbgrader's Execute with the course's sandboxed kernel, bounded output,
-a kernel that dies costing marks, not the batch, and nothing run for a file that was unreadable."""
+a kernel that dies costing marks, not the batch, nothing run for a file that was unreadable, and
+nothing run after the last graded cell."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import time
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbformat.v4 import new_output
 from nbgrader.preprocessors import Execute, NbGraderPreprocessor
+from nbgrader.utils import is_grade, is_task
+from traitlets import Bool
 
 from unet_grader.plugins.reading import METADATA, UNREADABLE
 from unet_grader.plugins.verdicts import VerifierSession, error_output, test_cell_spec
@@ -27,7 +30,16 @@ class GuardedExecute(Execute):
 
     A submission that could not be read (:mod:`.reading`) stands in as the unanswered release:
     there is nothing of the student's to run, so no kernel starts; its tests fail saying why.
+
+    The cells after the last graded one are not run: every test has run by then, so they cannot
+    change a grade, and here they are the self-learner's training section (building and summarising
+    a U-Net: about a second of each submission's eight). They stay in the graded notebook and the
+    feedback, without outputs.
     """
+
+    run_after_last_grade = Bool(False, help=(
+        "Also run the cells after the last graded cell (as plain nbgrader does). They cannot change a "
+        "grade; set this when your feedback should show their outputs.")).tag(config=True)
 
     def __init__(self, *args, **kwargs):
         from unet_grader.sandbox import SandboxKernelManager
@@ -43,6 +55,7 @@ class GuardedExecute(Execute):
         self._kernel_lost = None
         self._timeouts = 0
         self._output_bytes = {}
+        self._last_graded = None  # index of the last graded cell; None: run every cell
 
     async def _async_handle_timeout(self, timeout, cell=None):
         # The first timeout interrupts the cell (an endless loop) and grading goes on; a second
@@ -58,6 +71,11 @@ class GuardedExecute(Execute):
             return nb, resources
         VerifierSession.discard()  # one verifier per notebook: none left over from another student's
         VerifierSession.start()
+        graded = [index for index, cell in enumerate(nb.cells) if is_grade(cell) or is_task(cell)]
+        self._last_graded = None if self.run_after_last_grade or not graded else graded[-1]
+        if self._last_graded is not None and self._last_graded + 1 < len(nb.cells):
+            self.log.info("Not running the %d cells after the last graded one (they cannot change a grade)",
+                          len(nb.cells) - self._last_graded - 1)
         started = time.perf_counter()
         try:
             return super().preprocess(nb, resources, km)
@@ -70,6 +88,8 @@ class GuardedExecute(Execute):
             self.log.info("Ran the notebook %s in %.1f s", where, time.perf_counter() - started)
 
     def preprocess_cell(self, cell, resources, index):
+        if self._last_graded is not None and index > self._last_graded:
+            return cell, resources
         if self._kernel_lost is not None:
             if cell.cell_type == "code":
                 cell.outputs = [error_output("KernelDied", f"not run: the kernel stopped in cell {self._kernel_lost}"
