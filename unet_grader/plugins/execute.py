@@ -33,7 +33,7 @@ class GuardedExecute(Execute):
 
     The cells after the last graded one are not run: every test has run by then, so they cannot
     change a grade, and here they are the self-learner's training section (building and summarising
-    a U-Net: about a second of each submission's eight). They stay in the graded notebook and the
+    a U-Net: about a second per submission). They stay in the graded notebook and the
     feedback, without outputs.
     """
 
