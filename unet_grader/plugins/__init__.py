@@ -4,7 +4,7 @@
 * :mod:`.reading`   autograde, reading: an unreadable file is graded as the unanswered release, with why
 * :mod:`.repair`    autograde, first: the assignment's cells, whatever the submission did to them
 * :mod:`.tags`      autograde: cell tags cannot skip or excuse a test
-* :mod:`.execute`   autograde: the sandboxed kernel, bounded output, dead kernels recorded
+* :mod:`.execute`   autograde: the sandboxed kernel, bounded output, dead kernels recorded, nothing run after the last graded cell
 * :mod:`.verdicts`  autograde: test cells decided outside the student's process
 * :mod:`.feedback`  feedback: failing tests shown by their message, never the hidden code
 
