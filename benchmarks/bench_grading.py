@@ -13,7 +13,8 @@ first submission, the latency held to one core, not warm (UNET_COURSE_WARM=off),
 unsandboxed, and a one-off verifier alone. Throughput grades a mix of submissions with 1 and 2
 workers (PostgreSQL), against the ceilings of two processes on this machine (a pure CPU loop, and
 importing TensorFlow and building a U-Net, each in 1 and in 2 processes at once) and against twice
-the one-core rate. Prints numbers; asserts nothing. Do not run it beside other heavy work: it uses
+the one-core rate, and extrapolates how long a class (``--class-size``, 500) would take with each.
+Prints numbers; asserts nothing. Do not run it beside other heavy work: it uses
 both cores.
 """
 
@@ -209,6 +210,12 @@ def grade_batch(course: Path, names: list[str], workers: int, per_process: bool 
     return batch
 
 
+def class_seconds(batch: dict, students: int, workers: int) -> float:
+    """How long ``students`` submissions would take at this batch's rates (an extrapolation): its
+    workers' first submissions as measured, then the rest at the rate once every worker had started."""
+    return batch["first_s"] + 60 * (students - workers) / batch["steady_per_minute"]
+
+
 def timed(action) -> float:
     started = time.perf_counter()
     action()
@@ -223,6 +230,8 @@ def main(argv=None) -> int:
                         help="batches of 1 then 2 workers, back to back; the ratios' median is printed")
     parser.add_argument("--per-process", action="store_true",
                         help="also print which processes used the CPU in each batch (/proc, every 0.2 s)")
+    parser.add_argument("--class-size", type=int, default=500,
+                        help="also print how long a class of this many would take at the measured rates")
     parser.add_argument("--json", type=Path, help="also write the numbers here")
     args = parser.parse_args(argv)
     print(f"processor: {cpu_name()} ({', '.join(cpu_flags())}), cores: {os.cpu_count()}, "
@@ -305,10 +314,16 @@ def main(argv=None) -> int:
             whole = statistics.median(pair[1]["seconds"] / pair[2]["seconds"] for pair in rounds)
             steady = statistics.median(pair[2]["steady_per_minute"] / pair[1]["steady_per_minute"] for pair in rounds)
             numbers["ratio_whole"], numbers["ratio_steady"] = whole, steady
+            n = args.class_size
+            one, two = (statistics.median(class_seconds(pair[w], n, w) for pair in rounds) for w in (1, 2))
+            numbers["class_size"], numbers["class_minutes"] = n, {"1": one / 60, "2": two / 60}
             print(f"throughput ratio, 2 workers / 1 (median of {len(rounds)} round(s)): {whole:.2f}x for the whole"
                   f" batch, {steady:.2f}x after each worker's first submission (this machine's two-process ceilings:"
                   f" {numbers['two_process_ceiling']:.2f}x, {numbers['two_process_ceiling_tensorflow']:.2f}x;"
                   f" 2 x one grading held to one core: {2 * numbers['latency_s'] / numbers['latency_one_core_s']:.2f}x)")
+            print(f"a class of {n} at these rates (extrapolated: the workers' first submissions as measured, the rest"
+                  f" at the rate once started; median of the rounds): {one / 60:.0f} min with 1 worker,"
+                  f" {two / 60:.0f} min with 2 ({one / two:.2f}x)")
     if args.json:
         args.json.write_text(json.dumps(numbers, indent=2))
     return 0
