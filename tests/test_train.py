@@ -410,3 +410,57 @@ def test_fine_tuning_starts_from_exported_weights(tmp_path, camvid_dir):
     wrong = tiny(tmp_path / "wrong", camvid_dir, epochs=1, n_filters=8, init_weights=str(first / "weights.weights.h5"))
     with pytest.raises(ValueError, match="do not fit"):
         train(wrong)
+
+
+# --- weight averaging ----------------------------------------------------------------------------
+
+
+def _dense(value: float) -> keras.Model:
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(3)])
+    model.set_weights([np.full(w.shape, value, np.float32) for w in model.get_weights()])
+    return model
+
+
+def test_weight_average_is_the_mean_of_the_plans_last_epochs_and_survives_a_resume(tmp_path):
+    from unet_course.train import WeightAverage
+
+    state, logs = {}, []
+    average = WeightAverage(3, tmp_path, logs.append)
+    for epoch, value in enumerate([10.0, 1.0, 2.0], start=1):  # epoch 1 is before the last 3 of a 4-epoch plan
+        average.update(_dense(value), epoch, 4, state)
+    assert state["average"] == {"from": 2, "to": 3, "count": 2}
+    resumed = WeightAverage(3, tmp_path, logs.append)  # a new process, resuming after epoch 3
+    resumed.restore(state)
+    resumed.update(_dense(6.0), 4, 4, state)
+    target = _dense(0.0)
+    resumed.apply(target)
+    for w in target.get_weights():
+        np.testing.assert_allclose(w, 3.0)  # (1 + 2 + 6) / 3: epoch 1 is left out
+    assert state["average"] == {"from": 2, "to": 4, "count": 3}
+
+    stale = dict(state, average={"from": 2, "to": 5, "count": 4})  # the state and the file disagree
+    with pytest.raises(ValueError, match="without --resume"):
+        WeightAverage(3, tmp_path).restore(stale)
+
+    grown = WeightAverage(3, tmp_path, logs.append)  # the plan grows to 6 epochs: 2..4 are no longer its last 3
+    grown.restore(state)
+    grown.update(_dense(9.0), 5, 6, state)
+    assert state["average"] == {"from": 5, "to": 5, "count": 1} and "restarting the mean" in logs[-1]
+
+
+def test_averaged_run_exports_the_mean_not_the_last_epoch(tmp_path, camvid_dir):
+    out = tmp_path / "run"
+    result = train(tiny(out, camvid_dir, epochs=3, average_last=2, plots=False, tensorboard=False, keep="last"))
+    assert result["kept"] == "average" and result["averaged_epochs"] == [2, 3]
+    assert not result["val_selected_epoch"]
+    exported, _ = ev.load_trained_model(out)
+    last, _ = ev.load_trained_model(out)
+    last.load_weights(out / "checkpoint" / "last.weights.h5")  # epoch 3's own weights
+    with np.load(out / "checkpoint" / "average.npz") as f:
+        mean = [f[f"w{i}"] for i in range(len(f.files) - 1)]
+    differs = False
+    for e, m, w in zip(exported.get_weights(), mean, last.get_weights()):
+        np.testing.assert_allclose(e, m, atol=2e-3 * max(1.0, float(np.abs(m).max())))  # float16 export
+        differs |= not np.allclose(m, w)
+    assert differs, "the exported weights are epoch 3's, not the average"
+    assert "mean of the last 2 epochs" in (out / "train.log").read_text()

@@ -84,6 +84,7 @@ class TrainConfig:
     holdout: tuple[str, ...] = ()  # camvid: validate on these sequences (file-name prefixes), train on the rest
     all_frames: bool = False  # camvid: train on every train+val frame (the final run of a chosen recipe)
     keep: str = "best"  # best: the epoch with the best val mIoU | last: the last epoch (a fixed schedule)
+    average_last: int = 0  # > 0: export the mean of the last this-many epochs' weights (weight averaging)
     max_scale: float = 1.25  # --augment: zoom in by up to this factor (random crop, resized back)
     min_scale: float = 1.0  # --augment: zoom by at least this factor (below 1 zooms out)
     crop: tuple[int, int] | None = None  # --augment: train on random windows of this size (eval: whole frames)
@@ -290,15 +291,68 @@ def epochs_that_fit(epoch_seconds: list[float], elapsed: float, budget: float, d
     return min(done + int(max(0.0, budget - elapsed) // per_epoch), cap), per_epoch
 
 
+class WeightAverage:
+    """The running mean of the model's weights over the last ``last`` epochs of the plan, kept in the
+    checkpoint so that a resumed run averages the same epochs as an uninterrupted one.
+
+    Averaging the weights that a steady learning rate visits (stochastic weight averaging, Izmailov
+    et al. 2018) lands nearer the middle of the region they wander in than any one epoch does: the
+    epoch-to-epoch swing of a score becomes one steady model, chosen on nothing."""
+
+    FILE = "average.npz"
+
+    def __init__(self, last: int, ckpt_dir: Path, log=print):
+        self.last, self.path, self.log = last, ckpt_dir / self.FILE, log
+        self.mean: list[np.ndarray] | None = None
+        self.first = self.count = 0
+
+    def restore(self, state: dict) -> None:
+        """Pick up the mean saved with the checkpoint of ``state`` (nothing if it averaged nothing yet)."""
+        saved = state.get("average")
+        if not saved or not saved.get("count"):
+            return
+        with np.load(self.path) as f:
+            if int(f["to"]) != saved["to"]:  # killed between the two files: the mean and the state disagree
+                raise ValueError(f"{self.path} averages epochs up to {int(f['to'])}, the checkpoint is at "
+                                 f"{saved['to']}: start the run again without --resume")
+            self.mean = [f[f"w{i}"] for i in range(len(f.files) - 1)]
+        self.first, self.count = saved["from"], saved["count"]
+
+    def update(self, model: keras.Model, epoch: int, planned: int, state: dict) -> None:
+        """Fold in the weights after 1-based ``epoch`` if it is one of the plan's last ``last``."""
+        start = max(1, planned - self.last + 1)
+        if epoch < start:
+            return
+        if self.count and self.first < start:  # the plan grew: the epochs averaged so far are too early
+            self.log(f"weight average: the plan now ends at epoch {planned}; restarting the mean at epoch {epoch}")
+            self.mean, self.count = None, 0
+        weights = [np.asarray(w, np.float64) for w in model.get_weights()]
+        if not self.count:
+            self.mean, self.first = weights, epoch
+        else:
+            for m, w in zip(self.mean, weights):
+                m += (w - m) / (self.count + 1)
+        self.count += 1
+        tmp = self.path.with_name("tmp_" + self.FILE)
+        with open(tmp, "wb") as f:
+            np.savez(f, to=epoch, **{f"w{i}": m for i, m in enumerate(self.mean)})
+        os.replace(tmp, self.path)
+        state["average"] = {"from": self.first, "to": epoch, "count": self.count}
+
+    def apply(self, model: keras.Model) -> None:
+        model.set_weights([m.astype(np.float32) for m in self.mean])
+
+
 class RunState(keras.callbacks.Callback):
-    """Per-epoch checkpoint (weights + optimizer + epoch + best score), best-model keeping, time budget.
+    """Per-epoch checkpoint (weights + optimizer + epoch + best score), best-model keeping, time budget,
+    and the weight average of the last epochs when asked for.
 
     Files are written to a temporary name and renamed, so a kill mid-write leaves the previous
     checkpoint intact.
     """
 
     def __init__(self, out: Path, state: dict, max_minutes: float | None, log=print, schedule=None,
-                 steps_per_epoch: int = 1, epochs: int = 1):
+                 steps_per_epoch: int = 1, epochs: int = 1, average_last: int = 0):
         super().__init__()
         self.schedule = schedule if isinstance(schedule, WarmupCosine) else None
         self.steps_per_epoch = steps_per_epoch
@@ -318,6 +372,9 @@ class RunState(keras.callbacks.Callback):
         self.epoch_t0 = None
         self.stopped_for_time = False
         self.epochs_seen = 0
+        self.average = WeightAverage(average_last, self.ckpt_dir, log) if average_last > 0 else None
+        if self.average is not None:
+            self.average.restore(state)
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch_t0 = time.time()
@@ -363,6 +420,10 @@ class RunState(keras.callbacks.Callback):
                          f"would pass {self.budget / 60:.1f} min; stopping after epoch {epoch + 1}")
                 self.stopped_for_time = True
                 self.model.stop_training = True
+        if self.average is not None:
+            # a run stopped early by the time budget ends here: this epoch is the plan's last
+            planned = epoch + 1 if self.model.stop_training else st["planned_epochs"]
+            self.average.update(self.model, epoch + 1, min(planned, st["epochs_arg"]), st)
         self._atomic_save_weights(self.ckpt_dir / "last.weights.h5")
         tmp = self.ckpt_dir / "tmp_state.json"
         tmp.write_text(json.dumps(st, indent=2))
@@ -550,7 +611,10 @@ def train(config: TrainConfig | dict) -> dict:
         log(f"starting from the weights {config.init_weights}")
         load_initial_weights(model, config.init_weights)
 
-    run_state = RunState(out, state, config.max_minutes, log, schedule=schedule, steps_per_epoch=steps_per_epoch, epochs=config.epochs)
+    if config.average_last > 0:
+        log(f"weight average: the exported weights will be the mean of the last {config.average_last} epochs' weights")
+    run_state = RunState(out, state, config.max_minutes, log, schedule=schedule, steps_per_epoch=steps_per_epoch,
+                         epochs=config.epochs, average_last=config.average_last)
     callbacks = [run_state, keras.callbacks.CSVLogger(str(out / "history.csv"), append=bool(resumed_from))]
     if config.tensorboard:
         callbacks.append(tensorboard_callback(out / "tensorboard"))
@@ -575,7 +639,7 @@ def train(config: TrainConfig | dict) -> dict:
         raise KeyboardInterrupt
 
     return finish(config, info, model, state, out, val_pairs, t0, fit_seconds, run_state.stopped_for_time,
-                  len(train_pairs), resumed_from,
+                  len(train_pairs), resumed_from, average=run_state.average,
                   precision_choice={"requested": requested_precision, "policy": policy, "reason": precision_reason})
 
 
@@ -593,11 +657,19 @@ def distribution_strategy(name: str):
 
 
 def finish(config, info, model, state, out: Path, val_pairs, t0, fit_seconds, stopped_for_time,
-           n_train, resumed_from, precision_choice: dict | None = None) -> dict:
-    """Best weights -> scores on the val split (model size and, for camvid, label size), plots, export."""
+           n_train, resumed_from, precision_choice: dict | None = None, average: WeightAverage | None = None) -> dict:
+    """Kept weights (best, last or averaged) -> scores on the val split (model size and, for camvid,
+    label size), plots, export."""
     best = out / "best.weights.h5"
-    if config.keep == "best" and best.exists():
+    averaged = state.get("average") if average is not None and average.count else None
+    if averaged:
+        average.apply(model)
+        kept, kept_epoch = "average", state["epoch"]
+    elif config.keep == "best" and best.exists():
         load_checkpoint(model, best)
+        kept, kept_epoch = "best", state["best_epoch"]
+    else:
+        kept, kept_epoch = "last", state["epoch"]
     t_eval = time.time()
     native = info.layout == "camvid"
     res = eval_lib.score_pairs(model, val_pairs, info, config.image_size, batch_size=config.batch_size,
@@ -609,7 +681,7 @@ def finish(config, info, model, state, out: Path, val_pairs, t0, fit_seconds, st
         recent = state["epoch_seconds"][-epochs_this_run:]
         img_per_s = n_train * len(recent) / sum(recent)
     meta = eval_lib.model_meta(info, config.image_size, config.n_filters, trained_epochs=state["epoch"],
-                               best_epoch=state["best_epoch"] if config.keep == "best" else state["epoch"],
+                               best_epoch=kept_epoch,
                                **({"notebook": str(Path(config.notebook).resolve())} if config.notebook else {}))
     metrics = {
         "dataset": info.name,
@@ -619,9 +691,10 @@ def finish(config, info, model, state, out: Path, val_pairs, t0, fit_seconds, st
         "val": res["model_size"],
         "val_native": res["native"],
         "native_size": [list(v) for v in res["label_sizes"]] if native else None,
-        "kept": config.keep,
-        "kept_epoch": state["best_epoch"] if config.keep == "best" else state["epoch"],
-        "val_selected_epoch": config.keep == "best",
+        "kept": kept,
+        "kept_epoch": kept_epoch,
+        "averaged_epochs": [averaged["from"], averaged["to"]] if averaged else None,
+        "val_selected_epoch": kept == "best",
         "holdout_sequences": list(config.holdout),
         "val_in_training": bool(config.all_frames),
         "best_epoch": state["best_epoch"],
@@ -711,6 +784,9 @@ def parse_args(argv=None) -> TrainConfig:
     p.add_argument("--keep", choices=["best", "last"], default="best",
                    help="weights to export: the best epoch by val mIoU, or the last (fixed schedule; then the "
                         "val score was not used to choose anything)")
+    p.add_argument("--average-last", type=int, default=0, metavar="K",
+                   help="export the mean of the weights after each of the last K epochs (weight averaging; "
+                        "best with --schedule constant); replaces --keep")
     p.add_argument("--max-scale", type=float, default=1.25, help="--augment: largest zoom of the scale-crop")
     p.add_argument("--min-scale", type=float, default=1.0,
                    help="--augment: smallest zoom of the scale-crop (below 1 zooms out)")
@@ -727,7 +803,8 @@ def parse_args(argv=None) -> TrainConfig:
     if known.preset:
         p.set_defaults(**PRESETS[known.preset])
     a = p.parse_args(argv)
-    return TrainConfig(preset=a.preset, holdout=tuple(a.holdout), all_frames=a.all_frames, keep=a.keep, max_scale=a.max_scale,
+    return TrainConfig(preset=a.preset, holdout=tuple(a.holdout), all_frames=a.all_frames, keep=a.keep, average_last=a.average_last,
+                       max_scale=a.max_scale,
                        min_scale=a.min_scale, crop=tuple(a.crop) if a.crop else None,
                        weight_decay=a.weight_decay, init_weights=a.init_weights,
                        train_images=a.train_images, dataset=a.dataset, data=a.data, out=a.out, epochs=a.epochs, image_size=tuple(a.image_size),
