@@ -20,8 +20,10 @@ What a run leaves in ``--out``:
   every epoch, the epoch count and the best score so far. ``--resume`` continues from them after
   Ctrl-C, a kill or a ``--max-minutes`` stop (the epoch count and the LR schedule carry on).
 * ``best.weights.h5``: the weights of the epoch with the best validation mIoU (void ignored).
-* ``weights.weights.h5`` + ``model.json``: the best weights exported in float16 (about 17 MB),
-  loadable with :func:`unet_course.evaluate.load_trained_model`.
+* ``checkpoint/average.npz`` (with ``--average-last K``): the running mean of the weights after each
+  of the plan's last K epochs, which is then exported instead of one epoch's weights.
+* ``weights.weights.h5`` + ``model.json``: the kept weights (``--keep best`` or ``last``, or the
+  average) exported in float16 (about 17 MB), loadable with :func:`unet_course.evaluate.load_trained_model`.
 * ``history.csv`` (one row per epoch), ``tensorboard/`` logs, ``metrics.json`` (val mIoU, per-class
   IoU with class names, pixel accuracy, config, timings) and plots: ``curves.png``,
   ``per_class_iou.png``, ``confusion.png``, ``predictions.png``.
