@@ -36,3 +36,16 @@ def test_every_ablation_row_is_a_row_of_the_tool_with_its_command_and_baseline()
         assert row["command"] == tool.shown_command(row["name"], options)
         assert row["baseline"] == baseline
         assert baseline is None or baseline in names, f"{row['name']} is compared with a row that is not in the table"
+
+
+def test_the_weight_averaging_scores_in_the_model_card_are_the_committed_runs():
+    card = (MODEL / "README.md").read_text()
+    for name in ("average_constant_holdout", "average_after_cosine_holdout"):
+        metrics = json.loads((MODEL / f"{name}_metrics.json").read_text())
+        assert metrics["kept"] == "average" and not metrics["val_selected_epoch"], name
+        assert metrics["holdout_sequences"] == ["0006R0"] and not metrics["val_in_training"], name
+        assert f"**{metrics['val_native']['miou']:.3f}**" in card, f"{name}: the card's score is not the run's"
+    shipped = json.loads((MODEL / "final_metrics.json").read_text())
+    assert shipped["kept"] == "average" and shipped["val_in_training"]  # a memory score, and the card says so
+    assert f"**{shipped['val_native']['miou']:.3f}**" in card
+    assert json.loads((MODEL / "model.json").read_text())["training"].endswith("nothing chosen on a score")
