@@ -441,6 +441,8 @@ def test_weight_average_is_the_mean_of_the_plans_last_epochs_and_survives_a_resu
     stale = dict(state, average={"from": 2, "to": 5, "count": 4})  # the state and the file disagree
     with pytest.raises(ValueError, match="without --resume"):
         WeightAverage(3, tmp_path).restore(stale)
+    with pytest.raises(ValueError, match="is missing"):  # the state says averaged, the file is gone
+        WeightAverage(3, tmp_path / "elsewhere").restore(state)
 
     grown = WeightAverage(3, tmp_path, logs.append)  # the plan grows to 6 epochs: 2..4 are no longer its last 3
     grown.restore(state)

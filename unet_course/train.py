@@ -313,6 +313,9 @@ class WeightAverage:
         saved = state.get("average")
         if not saved or not saved.get("count"):
             return
+        if not self.path.is_file():
+            raise ValueError(f"the checkpoint's state averages epochs {saved['from']}..{saved['to']} but {self.path} "
+                             "is missing: start the run again without --resume")
         with np.load(self.path) as f:
             if int(f["to"]) != saved["to"]:  # killed between the two files: the mean and the state disagree
                 raise ValueError(f"{self.path} averages epochs up to {int(f['to'])}, the checkpoint is at "
