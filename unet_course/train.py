@@ -427,8 +427,7 @@ class RunState(keras.callbacks.Callback):
                 self.model.stop_training = True
         if self.average is not None:
             # a run stopped early by the time budget ends here: this epoch is the plan's last
-            planned = epoch + 1 if self.model.stop_training else st["planned_epochs"]
-            self.average.update(self.model, epoch + 1, min(planned, st["epochs_arg"]), st)
+            self.average.update(self.model, epoch + 1, epoch + 1 if self.model.stop_training else st["planned_epochs"], st)
         self._atomic_save_weights(self.ckpt_dir / "last.weights.h5")
         tmp = self.ckpt_dir / "tmp_state.json"
         tmp.write_text(json.dumps(st, indent=2))
