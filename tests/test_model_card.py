@@ -41,7 +41,7 @@ def test_every_ablation_row_is_a_row_of_the_tool_with_its_command_and_baseline()
 def test_the_weight_averaging_scores_in_the_model_card_are_the_committed_runs():
     card = (MODEL / "README.md").read_text()
     for name in ("average_constant_holdout", "average_after_cosine_holdout", "average_after_cosine_seed4_holdout",
-                 "average_again_holdout", "native_after_average_holdout"):
+                 "average_after_cosine_lr1e3_holdout", "average_again_holdout", "native_after_average_holdout"):
         metrics = json.loads((MODEL / f"{name}_metrics.json").read_text())
         assert metrics["kept"] == "average" and not metrics["val_selected_epoch"], name
         assert metrics["holdout_sequences"] == ["0006R0"] and not metrics["val_in_training"], name
