@@ -327,6 +327,28 @@ def test_split_by_sequence_holds_out_whole_sequences():
         split_by_sequence(pairs, ["0002XX"])
 
 
+def test_a_left_out_sequence_is_neither_trained_nor_scored():
+    from unet_course.train import leave_out_sequences, parse_args
+
+    def frames(*names):
+        return [(Path(f"/d/{name}.png"), Path(f"/d/annot/{name}.png")) for name in names]
+
+    train_pairs = frames("0001TP_006690", "0016E5_07959", "0016E5_07961")
+    val_pairs = frames("0006R0_f00930", "0001TP_006720")
+    kept_train, kept_val = leave_out_sequences(train_pairs, val_pairs, ["0001TP"])
+    assert [p[0].stem for p in kept_train] == ["0016E5_07959", "0016E5_07961"]
+    assert [p[0].stem for p in kept_val] == ["0006R0_f00930"]
+    with pytest.raises(ValueError, match="the sequences here are 0001TP, 0006R0, 0016E5"):
+        leave_out_sequences(train_pairs, val_pairs, ["Seq05VD"])
+    with pytest.raises(ValueError, match="nothing to train on"):
+        leave_out_sequences(train_pairs, val_pairs, ["0016E5", "0001TP"])
+    with pytest.raises(ValueError, match="nothing to validate on"):
+        leave_out_sequences(train_pairs, val_pairs, ["0006R0", "0001TP"])
+    config = parse_args(["--out", "x", "--dataset", "camvid", "--holdout-sequence", "0006R0",
+                         "--leave-out-sequence", "0001TP"])
+    assert config.holdout == ("0006R0",) and config.leave_out == ("0001TP",)
+
+
 def test_holdout_pools_train_and_val_and_keep_last_selects_nothing(tmp_path):
     root = tmp_path / "camvid"
     write_camvid(root, splits=(("train", 6), ("val", 3)))

@@ -84,6 +84,7 @@ class TrainConfig:
     n_filters: int = 32
     val_fraction: float = 0.2
     holdout: tuple[str, ...] = ()  # camvid: validate on these sequences (file-name prefixes), train on the rest
+    leave_out: tuple[str, ...] = ()  # camvid: neither train nor validate on these sequences
     all_frames: bool = False  # camvid: train on every train+val frame (the final run of a chosen recipe)
     keep: str = "best"  # best: the epoch with the best val mIoU | last: the last epoch (a fixed schedule)
     average_last: int = 0  # > 0: export the mean of the last this-many epochs' weights (weight averaging)
@@ -484,6 +485,19 @@ def split_by_sequence(pairs, holdout) -> tuple[list, list]:
     return train, val
 
 
+def leave_out_sequences(train_pairs, val_pairs, leave_out) -> tuple[list, list]:
+    """(train, val) without any frame of the ``leave_out`` sequences: what one street is worth to
+    the others is the held-out score with that street and without it."""
+    kept_train, dropped = split_by_sequence(train_pairs + val_pairs, leave_out)  # raises if no frame matches
+    dropped = {p[0] for p in dropped}
+    train = [p for p in train_pairs if p[0] not in dropped]
+    val = [p for p in val_pairs if p[0] not in dropped]
+    for name, pairs in (("train", train), ("validate", val)):
+        if not pairs:
+            raise ValueError(f"leaving out {', '.join(leave_out)} leaves nothing to {name} on")
+    return train, val
+
+
 def _datasets(config: TrainConfig, info):
     root = config.data
     if root is None:
@@ -503,10 +517,12 @@ def _datasets(config: TrainConfig, info):
     elif info.layout == "camvid":
         train_pairs = data_lib.list_pairs(root, info, "train")
         val_pairs = data_lib.list_pairs(root, info, "val")
-    elif config.holdout:
-        raise ValueError("--holdout-sequence is for CamVid, whose file names name their sequence")
+    elif config.holdout or config.leave_out:
+        raise ValueError("--holdout-sequence and --leave-out-sequence are for CamVid, whose file names name their sequence")
     else:
         train_pairs, val_pairs = data_lib.split_pairs(data_lib.list_pairs(root, info), config.val_fraction, config.seed)
+    if config.leave_out:
+        train_pairs, val_pairs = leave_out_sequences(train_pairs, val_pairs, config.leave_out)
     return root, train_pairs, val_pairs
 
 
@@ -556,6 +572,8 @@ def train(config: TrainConfig | dict) -> dict:
     table = pixel_weight_table(config, info, train_pairs)
     if config.holdout:
         log(f"validation: held-out sequence(s) {', '.join(config.holdout)} (no frame of them is trained on)")
+    if config.leave_out:
+        log(f"left out: sequence(s) {', '.join(config.leave_out)} (neither trained on nor scored)")
     if config.all_frames:
         log("--all-frames: training on train+val; the 'val' scores below are on frames it trains on (not a held-out score)")
     crops = f", trained on random {config.crop[0]}x{config.crop[1]} windows" if config.crop else ""
@@ -700,6 +718,7 @@ def finish(config, info, model, state, out: Path, val_pairs, t0, fit_seconds, st
         "averaged_epochs": [averaged["from"], averaged["to"]] if averaged else None,
         "val_selected_epoch": kept == "best",
         "holdout_sequences": list(config.holdout),
+        "left_out_sequences": list(config.leave_out),
         "val_in_training": bool(config.all_frames),
         "best_epoch": state["best_epoch"],
         "best_val_miou_during_training": state["best_miou"],
@@ -782,6 +801,9 @@ def parse_args(argv=None) -> TrainConfig:
     p.add_argument("--holdout-sequence", dest="holdout", action="append", default=[], metavar="PREFIX",
                    help="camvid: validate on every train/val frame of this sequence (e.g. 0001TP) and train on "
                         "the others; repeat for more")
+    p.add_argument("--leave-out-sequence", dest="leave_out", action="append", default=[], metavar="PREFIX",
+                   help="camvid: neither train nor validate on this sequence's frames (what is one street worth?);"
+                        " repeat for more")
     p.add_argument("--all-frames", action="store_true",
                    help="camvid: train on every train+val frame (the final run of a recipe chosen on a hold-out);"
                         " val is then watched but trained on")
@@ -807,7 +829,7 @@ def parse_args(argv=None) -> TrainConfig:
     if known.preset:
         p.set_defaults(**PRESETS[known.preset])
     a = p.parse_args(argv)
-    return TrainConfig(preset=a.preset, holdout=tuple(a.holdout), all_frames=a.all_frames, keep=a.keep, average_last=a.average_last,
+    return TrainConfig(preset=a.preset, holdout=tuple(a.holdout), leave_out=tuple(a.leave_out), all_frames=a.all_frames, keep=a.keep, average_last=a.average_last,
                        max_scale=a.max_scale,
                        min_scale=a.min_scale, crop=tuple(a.crop) if a.crop else None,
                        weight_decay=a.weight_decay, init_weights=a.init_weights,
