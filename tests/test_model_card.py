@@ -50,3 +50,17 @@ def test_the_weight_averaging_scores_in_the_model_card_are_the_committed_runs():
     assert shipped["kept"] == "average" and shipped["val_in_training"]  # a memory score, and the card says so
     assert f"**{shipped['val_native']['miou']:.3f}**" in card
     assert json.loads((MODEL / "model.json").read_text())["training"].endswith("nothing chosen on a score")
+
+
+def test_the_hold_out_runs_behind_the_test_estimate_and_the_street_are_the_committed_ones():
+    """The card estimates the test score from recipes scored both on the hold-out and (by the issue's
+    reporter) on test, and prices a street by leaving one out: committed runs that chose nothing on
+    what they scored, the second without the street it says."""
+    card = (MODEL / "README.md").read_text()
+    for name, left_out in (("previous_recipe_holdout", []), ("classic_batch8_holdout", []),
+                           ("one_street_holdout", ["0001TP"])):
+        metrics = json.loads((MODEL / f"{name}_metrics.json").read_text())
+        assert metrics.get("left_out_sequences", []) == left_out, name  # (runs older than the option: none)
+        assert metrics["kept"] == "last" and not metrics["val_selected_epoch"], name
+        assert metrics["holdout_sequences"] == ["0006R0"] and not metrics["val_in_training"], name
+        assert f"**{metrics['val_native']['miou']:.3f}**" in card, f"{name}: the card's score is not the run's"
