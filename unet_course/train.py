@@ -488,7 +488,7 @@ def split_by_sequence(pairs, holdout) -> tuple[list, list]:
 def leave_out_sequences(train_pairs, val_pairs, leave_out) -> tuple[list, list]:
     """(train, val) without any frame of the ``leave_out`` sequences: what one street is worth to
     the others is the held-out score with that street and without it."""
-    kept_train, dropped = split_by_sequence(train_pairs + val_pairs, leave_out)  # raises if no frame matches
+    _, dropped = split_by_sequence(train_pairs + val_pairs, leave_out)  # raises if no frame matches
     dropped = {p[0] for p in dropped}
     train = [p for p in train_pairs if p[0] not in dropped]
     val = [p for p in val_pairs if p[0] not in dropped]
