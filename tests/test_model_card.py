@@ -38,14 +38,20 @@ def test_every_ablation_row_is_a_row_of_the_tool_with_its_command_and_baseline()
         assert baseline is None or baseline in names, f"{row['name']} is compared with a row that is not in the table"
 
 
+def committed_holdout_run(name: str, card: str, kept: str) -> dict:
+    """A committed run on the held-out 0006R0 that chose nothing on it, and whose score the card quotes."""
+    metrics = json.loads((MODEL / f"{name}_metrics.json").read_text())
+    assert metrics["kept"] == kept and not metrics["val_selected_epoch"], name
+    assert metrics["holdout_sequences"] == ["0006R0"] and not metrics["val_in_training"], name
+    assert f"**{metrics['val_native']['miou']:.3f}**" in card, f"{name}: the card's score is not the run's"
+    return metrics
+
+
 def test_the_weight_averaging_scores_in_the_model_card_are_the_committed_runs():
     card = (MODEL / "README.md").read_text()
     for name in ("average_constant_holdout", "average_after_cosine_holdout", "average_after_cosine_seed4_holdout",
                  "average_after_cosine_lr1e3_holdout", "average_again_holdout", "native_after_average_holdout"):
-        metrics = json.loads((MODEL / f"{name}_metrics.json").read_text())
-        assert metrics["kept"] == "average" and not metrics["val_selected_epoch"], name
-        assert metrics["holdout_sequences"] == ["0006R0"] and not metrics["val_in_training"], name
-        assert f"**{metrics['val_native']['miou']:.3f}**" in card, f"{name}: the card's score is not the run's"
+        committed_holdout_run(name, card, kept="average")
     shipped = json.loads((MODEL / "final_metrics.json").read_text())
     assert shipped["kept"] == "average" and shipped["val_in_training"]  # a memory score, and the card says so
     assert f"**{shipped['val_native']['miou']:.3f}**" in card
@@ -59,8 +65,5 @@ def test_the_hold_out_runs_behind_the_test_estimate_and_the_street_are_the_commi
     card = (MODEL / "README.md").read_text()
     for name, left_out in (("previous_recipe_holdout", []), ("classic_batch8_holdout", []),
                            ("one_street_holdout", ["0001TP"])):
-        metrics = json.loads((MODEL / f"{name}_metrics.json").read_text())
+        metrics = committed_holdout_run(name, card, kept="last")
         assert metrics.get("left_out_sequences", []) == left_out, name  # (runs older than the option: none)
-        assert metrics["kept"] == "last" and not metrics["val_selected_epoch"], name
-        assert metrics["holdout_sequences"] == ["0006R0"] and not metrics["val_in_training"], name
-        assert f"**{metrics['val_native']['miou']:.3f}**" in card, f"{name}: the card's score is not the run's"
